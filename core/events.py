@@ -1,0 +1,49 @@
+"""Audit events: one per state transition, refusal, attempt and result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+EventValue = str | int | float | bool | None
+
+
+class EventKind(StrEnum):
+    PLANNED = "planned"
+    APPROVED = "approved"  # one approver's approval counted
+    APPROVAL_REFUSED = "approval_refused"
+    QUORUM_REACHED = "quorum_reached"
+    DENIED = "denied"
+    APPLY_STARTED = "apply_started"
+    CREDENTIALS_LEASED = "credentials_leased"
+    CREDENTIALS_REVOKED = "credentials_revoked"
+    CREDENTIALS_REVOKE_FAILED = "credentials_revoke_failed"
+    CREDENTIALS_FAILED = "credentials_failed"
+    CONFLICT = "conflict"
+    APPLY_FAILED = "apply_failed"
+    APPLIED = "applied"
+    SERVER_CHECKED = "server_checked"  # one authoritative server, one rrset: served or not, and when
+    VERIFIED = "verified"
+    VERIFICATION_FAILED = "verification_failed"
+    ROLLBACK_REQUESTED = "rollback_requested"
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append. ``details`` holds flat, non-secret facts only."""
+
+    request_id: str
+    actor: str
+    kind: EventKind
+    details: dict[str, EventValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    request_id: str
+    actor: str
+    kind: EventKind
+    details: dict[str, EventValue]
+    at: datetime

@@ -1,0 +1,97 @@
+"""Ports: what the service needs from the outside world, as typing.Protocols.
+
+Adapters (providers, credentials, store, bot, cli) implement these; the service
+only ever sees these shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from core.credentials import Credentials, LeaseInfo
+from core.events import Event, NewEvent
+from core.models import Approval, ChangeRequest, Plan, RRsetChange
+from core.records import RecordType, RRset
+from core.states import RequestState
+from core.verification import ServerAddress, ServerAnswer, VerificationReport
+
+
+class ChangePath(Protocol):
+    """One way to change a zone (RFC2136, PowerDNS API, Route53...).
+
+    ``read`` returns what the path's control plane holds now. ``apply`` applies all
+    changes atomically, and only if every rrset still equals its ``before``
+    (compare-and-swap); otherwise it raises ConflictError and changes nothing.
+    Other failures raise ProviderError. Neither message may contain a secret.
+    """
+
+    name: str
+
+    def read(self, name: str, rtype: RecordType, credentials: Credentials | None = None) -> RRset | None: ...
+
+    def apply(self, changes: Sequence[RRsetChange], credentials: Credentials) -> None: ...
+
+
+class Lease(Protocol):
+    info: LeaseInfo
+    credentials: Credentials
+
+    def revoke(self) -> None:
+        """Revoke the lease now; raises CredentialError if that fails (it still expires by TTL)."""
+
+
+class CredentialSource(Protocol):
+    name: str
+
+    def lease(self) -> Lease:
+        """Fetch short-lived credentials; raises CredentialError, never leaking a secret."""
+
+
+class AuthoritativeQuerier(Protocol):
+    def query(self, server: ServerAddress, name: str, rtype: RecordType) -> ServerAnswer:
+        """Ask ``server`` directly (recursion off); never raises for DNS-level failures."""
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    request: ChangeRequest
+    plan: Plan
+    state: RequestState
+    anchor: str | None  # where a front door shows this request (e.g. Slack channel and ts)
+    updated_at: datetime
+
+
+class RequestStore(Protocol):
+    """Durable requests, approvals and events. Writes raise PersistenceError when refused."""
+
+    def create(self, request: ChangeRequest, plan: Plan, event: NewEvent) -> StoredRequest: ...
+
+    def get(self, request_id: str) -> StoredRequest:
+        """Raises UnknownRequest."""
+
+    def transition(self, request_id: str, current: RequestState, new: RequestState, event: NewEvent) -> bool:
+        """Atomically move ``current`` -> ``new`` and append ``event``; False if no longer ``current``."""
+
+    def add_approval(self, approval: Approval, event: NewEvent) -> bool:
+        """Record an approval with its event; False if this approver had already approved."""
+
+    def approvals(self, request_id: str) -> list[Approval]: ...
+
+    def append(self, event: NewEvent) -> None: ...
+
+    def events(self, request_id: str) -> list[Event]: ...
+
+    def set_anchor(self, request_id: str, anchor: str) -> None: ...
+
+    def recent(self, limit: int) -> list[StoredRequest]: ...
+
+
+class Notifier(Protocol):
+    """How the service tells people about a request it is carrying out."""
+
+    def progress(self, stored: StoredRequest, text: str) -> None: ...
+
+    def finished(self, stored: StoredRequest, report: VerificationReport | None) -> None: ...

@@ -1,0 +1,49 @@
+"""The change request's state machine: every legal step is listed here and nowhere else."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from core.errors import IllegalTransition
+
+
+class RequestState(StrEnum):
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    DENIED = "denied"
+    APPLYING = "applying"
+    CONFLICT = "conflict"  # the record changed after planning; nothing applied
+    APPLY_FAILED = "apply_failed"  # credentials or change path failed; nothing applied
+    VERIFYING = "verifying"  # applied; waiting for every authoritative server
+    VERIFIED = "verified"
+    VERIFICATION_FAILED = "verification_failed"
+
+
+TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
+    RequestState.PENDING_APPROVAL: frozenset({RequestState.APPROVED, RequestState.DENIED}),
+    RequestState.APPROVED: frozenset({RequestState.APPLYING}),
+    RequestState.APPLYING: frozenset(
+        {RequestState.VERIFYING, RequestState.CONFLICT, RequestState.APPLY_FAILED}
+    ),
+    RequestState.VERIFYING: frozenset({RequestState.VERIFIED, RequestState.VERIFICATION_FAILED}),
+    RequestState.DENIED: frozenset(),
+    RequestState.CONFLICT: frozenset(),
+    RequestState.APPLY_FAILED: frozenset(),
+    RequestState.VERIFIED: frozenset(),
+    RequestState.VERIFICATION_FAILED: frozenset(),
+}
+
+# States after which the change may have reached DNS, so a rollback makes sense.
+ROLLBACK_ALLOWED = frozenset({RequestState.VERIFIED, RequestState.VERIFICATION_FAILED})
+
+
+def check_transition(current: RequestState, new: RequestState) -> None:
+    if new not in TRANSITIONS[current]:
+        raise IllegalTransition(
+            f"A request that is `{current.value}` cannot become `{new.value}`.",
+            hint="Check `/dns status <id>` for where it stands.",
+        )
+
+
+def is_terminal(state: RequestState) -> bool:
+    return not TRANSITIONS[state]
