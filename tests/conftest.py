@@ -1,0 +1,8 @@
+"""Test-suite wiring: every real server the tests need is started by the fixtures below."""
+
+pytest_plugins = [
+    "tests.fixtures.openbao",
+    "tests.fixtures.bind",
+    "tests.fixtures.slack",
+    "tests.fixtures.store",
+]
