@@ -148,7 +148,9 @@ def plan_from_dict(data: dict[str, JsonValue]) -> Plan:
         zone=str(data["zone"]),
         path=str(data["path"]),
         changes=tuple(
-            RRsetChange(str(c["name"]), RecordType(str(c["type"])), rrset_from_dict(c["before"]), rrset_from_dict(c["after"]))
+            RRsetChange(
+                str(c["name"]), RecordType(str(c["type"])), rrset_from_dict(c["before"]), rrset_from_dict(c["after"])
+            )
             for c in changes
             if isinstance(c, dict)
         ),

@@ -27,9 +27,7 @@ class RecordType(StrEnum):
             return cls(text.upper())
         except ValueError:
             supported = ", ".join(t.value for t in cls)
-            raise InvalidInput(
-                f"Record type `{text}` is not supported.", hint=f"Use one of: {supported}."
-            ) from None
+            raise InvalidInput(f"Record type `{text}` is not supported.", hint=f"Use one of: {supported}.") from None
 
 
 def normalize_name(text: str) -> str:

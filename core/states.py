@@ -22,9 +22,7 @@ class RequestState(StrEnum):
 TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
     RequestState.PENDING_APPROVAL: frozenset({RequestState.APPROVED, RequestState.DENIED}),
     RequestState.APPROVED: frozenset({RequestState.APPLYING}),
-    RequestState.APPLYING: frozenset(
-        {RequestState.VERIFYING, RequestState.CONFLICT, RequestState.APPLY_FAILED}
-    ),
+    RequestState.APPLYING: frozenset({RequestState.VERIFYING, RequestState.CONFLICT, RequestState.APPLY_FAILED}),
     RequestState.VERIFYING: frozenset({RequestState.VERIFIED, RequestState.VERIFICATION_FAILED}),
     RequestState.DENIED: frozenset(),
     RequestState.CONFLICT: frozenset(),

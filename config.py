@@ -1,0 +1,179 @@
+"""Configuration: a TOML file for what breakglass manages, environment variables for secrets.
+
+Validated with pydantic so a bad file fails at start-up with a message that names the
+field and says what to fix, never later in the middle of an incident.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import InvalidInput
+from core.records import is_subdomain, normalize_name
+from core.verification import ServerAddress
+
+
+class ConfigError(InvalidInput):
+    """The configuration file or environment is invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VaultKvCredentials(_Strict):
+    """A TSIG key in Vault/OpenBao KV v2, read with the AppRole login from [vault]."""
+
+    source: Literal["vault-kv"] = "vault-kv"
+    mount: str = "secret"
+    path: str
+
+
+class Rfc2136PathConfig(_Strict):
+    kind: Literal["rfc2136"]
+    name: str = "rfc2136"
+    server: str  # host:port of the primary that accepts TSIG-signed UPDATEs
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    credentials: VaultKvCredentials
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str) -> str:
+        ServerAddress.parse(value)
+        return value
+
+
+PathConfig = Annotated[Rfc2136PathConfig, Field(discriminator="kind")]
+
+
+class ZoneConfig(_Strict):
+    name: str
+    authoritative_servers: list[str] = Field(min_length=1)  # every server verification must see
+    paths: list[PathConfig] = Field(min_length=1)  # change paths, tried in order
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return normalize_name(value)
+
+    @field_validator("authoritative_servers")
+    @classmethod
+    def _servers(cls, value: list[str]) -> list[str]:
+        for server in value:
+            ServerAddress.parse(server)
+        return value
+
+    def servers(self) -> tuple[ServerAddress, ...]:
+        return tuple(ServerAddress.parse(s) for s in self.authoritative_servers)
+
+
+class VaultConfig(_Strict):
+    address: str
+    approle_mount: str = "approle"
+    role_id_file: Path | None = None  # else env BREAKGLASS_VAULT_ROLE_ID
+    secret_id_file: Path | None = None  # else env BREAKGLASS_VAULT_SECRET_ID
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+
+class ApprovalConfig(_Strict):
+    approvers: list[str] = Field(min_length=1)  # Slack user ids
+    required: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _enough_people(self) -> ApprovalConfig:
+        if len(set(self.approvers)) < self.required:
+            raise ValueError(
+                f"{self.required} approvals are required but only {len(set(self.approvers))} approvers are listed"
+            )
+        return self
+
+
+class VerificationConfig(_Strict):
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    query_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+
+
+class DatabaseConfig(_Strict):
+    url: str = "sqlite:///breakglass.db"
+
+
+class AppConfig(_Strict):
+    database: DatabaseConfig = DatabaseConfig()
+    vault: VaultConfig
+    approvals: ApprovalConfig
+    verification: VerificationConfig = VerificationConfig()
+    zones: list[ZoneConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_zones(self) -> AppConfig:
+        names = [z.name for z in self.zones]
+        if len(names) != len(set(names)):
+            raise ValueError("a zone is listed twice")
+        return self
+
+    def zone_for(self, name: str) -> ZoneConfig | None:
+        """The longest configured zone that contains ``name``."""
+        matches = [z for z in self.zones if is_subdomain(name, z.name)]
+        return max(matches, key=lambda z: len(z.name), default=None)
+
+
+class SlackSettings(BaseSettings):
+    """Slack secrets come only from the environment, never from the config file."""
+
+    model_config = SettingsConfigDict(env_prefix="SLACK_", extra="ignore")
+
+    bot_token: SecretStr
+    signing_secret: SecretStr
+    api_url: str | None = None  # Web API base URL; default is Slack's own
+
+
+def _readable(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        lines.append(f"{where}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def load_config(path: Path) -> AppConfig:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist.", hint="Pass --config with the right path.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not valid TOML: {exc}.") from None
+    try:
+        return AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"Config file {path} is invalid: {_readable(exc)}.") from None
+    except InvalidInput as exc:
+        raise ConfigError(f"Config file {path} is invalid: {exc.user_text()}") from None
+
+
+def load_slack_settings() -> SlackSettings:
+    try:
+        return SlackSettings()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        missing = ", ".join("SLACK_" + str(e["loc"][0]).upper() for e in exc.errors())
+        raise ConfigError(
+            f"Slack settings are missing or invalid: {missing}.", hint="Set them in the environment."
+        ) from None
+
+
+def read_secret(file: Path | None, env_var: str, what: str) -> SecretStr:
+    """A secret from a file (preferred: not visible in the process environment) or the environment."""
+    if file is not None:
+        try:
+            return SecretStr(file.read_text().strip())
+        except OSError as exc:
+            raise ConfigError(f"Cannot read the {what} file {file}: {exc.strerror}.") from None
+    value = os.environ.get(env_var)
+    if not value:
+        raise ConfigError(f"No {what} configured.", hint=f"Set {env_var} or the *_file option in [vault].")
+    return SecretStr(value)

@@ -1,0 +1,377 @@
+"""ChangeService: one change request from plan to verified, the same for Slack and the CLI."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from approvals.roster import ApproverRoster
+from core.errors import (
+    ApprovalRefused,
+    BreakglassError,
+    ConflictError,
+    CredentialError,
+    InvalidInput,
+    ProviderError,
+    RefusalReason,
+)
+from core.events import Event, EventKind, EventValue, NewEvent
+from core.models import SYSTEM, Approval, ChangeRequest, Principal, RecordEdit, RequestKind
+from core.ports import Lease, Notifier, RequestStore, StoredRequest
+from core.states import ROLLBACK_ALLOWED, RequestState
+from core.verification import VerificationReport
+from service.planning import check_still_current, make_plan
+from service.propagation import PropagationChecker
+from service.zones import PathRuntime, ZoneDirectory
+
+log = structlog.get_logger("breakglass.service")
+
+_ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: ids get read aloud on calls
+
+
+def new_request_id() -> str:
+    return "BG-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
+
+
+@dataclass(frozen=True)
+class ApprovalOutcome:
+    stored: StoredRequest
+    approvals: tuple[Approval, ...]
+    missing: int
+    ready_to_apply: bool  # True for exactly one approval: the one that completed the quorum
+
+
+@dataclass(frozen=True)
+class RequestStatus:
+    stored: StoredRequest
+    approvals: tuple[Approval, ...]
+    required: int
+    events: tuple[Event, ...]
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    stored: StoredRequest
+    report: VerificationReport | None
+    error: BreakglassError | None
+
+
+class ChangeService:
+    def __init__(
+        self,
+        zones: ZoneDirectory,
+        store: RequestStore,
+        roster: ApproverRoster,
+        checker: PropagationChecker,
+        verify_timeout: float,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        new_id: Callable[[], str] = new_request_id,
+    ) -> None:
+        self.zones = zones
+        self._store = store
+        self._roster = roster
+        self._checker = checker
+        self._verify_timeout = verify_timeout
+        self._now = now
+        self._new_id = new_id
+
+    # --- requesting ---------------------------------------------------------------
+
+    def request_change(self, requester: Principal, edits: Sequence[RecordEdit], reason: str) -> StoredRequest:
+        """Plan ``edits`` against what the zone serves now and persist the request for approval."""
+        if not reason.strip():
+            raise InvalidInput("A reason is required.", hint='Add reason="INC-123 what and why".')
+        if not edits:
+            raise InvalidInput("Nothing to change.")
+        zone = self.zones.for_name(edits[0].name)
+        if any(self.zones.for_name(e.name).name != zone.name for e in edits):
+            raise InvalidInput(
+                "All records of one request must be in the same zone.", hint="Send one request per zone."
+            )
+        return self._create(
+            ChangeRequest(
+                id=self._new_id(),
+                kind=RequestKind.CHANGE,
+                zone=zone.name,
+                edits=tuple(edits),
+                reason=reason.strip(),
+                requester=requester,
+                created_at=self._now(),
+            )
+        )
+
+    def request_rollback(self, request_id: str, requester: Principal) -> StoredRequest:
+        """Plan putting back what ``request_id`` replaced, only if nobody changed it since."""
+        original = self._store.get(request_id)
+        if original.state not in ROLLBACK_ALLOWED:
+            raise InvalidInput(
+                f"{request_id} is `{original.state.value}`; only applied changes can be rolled back.",
+                hint="Check `/dns status` for where it stands.",
+            )
+        zone = self.zones.get(original.plan.zone)
+        path = zone.paths[0].path
+        for change in original.plan.changes:
+            now = path.read(change.name, change.rtype)
+            if now != change.after:
+                found = now.describe() if now else "no record"
+                raise ConflictError(
+                    f"{change.name} {change.rtype} changed after {request_id} was applied (now {found}); "
+                    "a rollback would overwrite someone else's change.",
+                    hint="Request the value you want explicitly with `/dns set`.",
+                )
+        stored = self._create(
+            ChangeRequest(
+                id=self._new_id(),
+                kind=RequestKind.ROLLBACK,
+                zone=original.plan.zone,
+                edits=original.plan.inverse(),
+                reason=f"Rollback of {request_id}: {original.request.reason}",
+                requester=requester,
+                created_at=self._now(),
+                rollback_of=request_id,
+            )
+        )
+        self._store.append(
+            NewEvent(request_id, str(requester), EventKind.ROLLBACK_REQUESTED, {"rollback": stored.request.id})
+        )
+        return stored
+
+    def _create(self, request: ChangeRequest) -> StoredRequest:
+        zone = self.zones.get(request.zone)
+        plan = make_plan(request.id, request.zone, zone.paths[0].path, request.edits)
+        details: dict[str, EventValue] = {"digest": plan.digest(), "path": plan.path, "kind": request.kind.value}
+        stored = self._store.create(
+            request, plan, NewEvent(request.id, str(request.requester), EventKind.PLANNED, details)
+        )
+        log.info("request.planned", request_id=request.id, zone=request.zone, digest=plan.digest())
+        return stored
+
+    # --- deciding ---------------------------------------------------------------
+
+    def approve(self, request_id: str, approver: Principal) -> ApprovalOutcome:
+        stored = self._store.get(request_id)
+        existing = self._store.approvals(request_id)
+        try:
+            if stored.state is not RequestState.PENDING_APPROVAL:
+                raise ApprovalRefused(
+                    RefusalReason.NOT_PENDING,
+                    f"{request_id} is already `{stored.state.value}`; approvals are closed.",
+                )
+            self._roster.check(stored.request, approver, existing)
+            approval = Approval(request_id, approver, stored.plan.digest(), self._now())
+            event = NewEvent(request_id, str(approver), EventKind.APPROVED, {"digest": approval.plan_digest})
+            if not self._store.add_approval(approval, event):
+                raise ApprovalRefused(RefusalReason.ALREADY_APPROVED, "You have already approved this change.")
+        except ApprovalRefused as refusal:
+            self._store.append(
+                NewEvent(request_id, str(approver), EventKind.APPROVAL_REFUSED, {"reason": refusal.reason.value})
+            )
+            log.info("approval.refused", request_id=request_id, approver=str(approver), reason=refusal.reason.value)
+            raise
+        approvals = tuple(self._store.approvals(request_id))
+        ready = False
+        if self._roster.quorum_reached(approvals):
+            approvers = ",".join(str(a.approver) for a in approvals)
+            ready = self._store.transition(
+                request_id,
+                RequestState.PENDING_APPROVAL,
+                RequestState.APPROVED,
+                NewEvent(request_id, str(SYSTEM), EventKind.QUORUM_REACHED, {"approvers": approvers}),
+            )
+        return ApprovalOutcome(self._store.get(request_id), approvals, self._roster.missing(approvals), ready)
+
+    def deny(self, request_id: str, person: Principal) -> StoredRequest:
+        stored = self._store.get(request_id)
+        self._roster.check_deny(stored.request, person)
+        moved = self._store.transition(
+            request_id,
+            RequestState.PENDING_APPROVAL,
+            RequestState.DENIED,
+            NewEvent(request_id, str(person), EventKind.DENIED),
+        )
+        if not moved:
+            raise ApprovalRefused(RefusalReason.NOT_PENDING, f"{request_id} was already decided.")
+        return self._store.get(request_id)
+
+    # --- carrying out --------------------------------------------------------------
+
+    def execute(self, request_id: str, notifier: Notifier) -> ExecutionResult:
+        """Lease, apply, revoke, verify. Runs at most once per request, whoever calls it."""
+        claimed = self._store.transition(
+            request_id,
+            RequestState.APPROVED,
+            RequestState.APPLYING,
+            NewEvent(request_id, str(SYSTEM), EventKind.APPLY_STARTED),
+        )
+        stored = self._store.get(request_id)
+        if not claimed:
+            return ExecutionResult(stored, None, None)
+        path = self.zones.get(stored.plan.zone).paths[0]
+        try:
+            applied_at = self._apply(stored, path, notifier)
+        except (ConflictError, CredentialError, ProviderError) as error:
+            final = RequestState.CONFLICT if isinstance(error, ConflictError) else RequestState.APPLY_FAILED
+            kind = EventKind.CONFLICT if isinstance(error, ConflictError) else EventKind.APPLY_FAILED
+            self._store.transition(
+                request_id,
+                RequestState.APPLYING,
+                final,
+                NewEvent(request_id, str(SYSTEM), kind, {"path": path.path.name, "error": error.user_text()}),
+            )
+            log.warning("apply.failed", request_id=request_id, path=path.path.name, error=type(error).__name__)
+            stored = self._store.get(request_id)
+            notifier.progress(stored, f"Nothing was applied: {error.user_text()}")
+            notifier.finished(stored, None)
+            return ExecutionResult(stored, None, error)
+        return self._verify(request_id, applied_at, notifier)
+
+    def _apply(self, stored: StoredRequest, route: PathRuntime, notifier: Notifier) -> float:
+        request_id = stored.request.id
+        notifier.progress(stored, f"Leasing break-glass credentials from {route.credentials.name}…")
+        try:
+            lease = route.credentials.lease()
+        except CredentialError as error:
+            self._store.append(
+                NewEvent(
+                    request_id,
+                    str(SYSTEM),
+                    EventKind.CREDENTIALS_FAILED,
+                    {
+                        "source": route.credentials.name,
+                        "error": error.user_text(),
+                    },
+                )
+            )
+            raise
+        try:
+            self._store.append(
+                NewEvent(
+                    request_id,
+                    str(SYSTEM),
+                    EventKind.CREDENTIALS_LEASED,
+                    {
+                        "source": lease.info.source,
+                        "lease_id": lease.info.lease_id,
+                        "ttl_seconds": lease.info.ttl_seconds,
+                    },
+                )
+            )
+            check_still_current(stored.plan, route.path)
+            started = time.monotonic()
+            route.path.apply(stored.plan.changes, lease.credentials)
+            applied_at = time.monotonic()
+        finally:
+            self._revoke(request_id, lease)
+        self._store.transition(
+            request_id,
+            RequestState.APPLYING,
+            RequestState.VERIFYING,
+            NewEvent(
+                request_id,
+                str(SYSTEM),
+                EventKind.APPLIED,
+                {"path": route.path.name, "apply_ms": round((applied_at - started) * 1000, 1)},
+            ),
+        )
+        notifier.progress(
+            self._store.get(request_id),
+            f"Applied through {route.path.name} "
+            f"in {(applied_at - started) * 1000:.0f} ms. Checking every authoritative server…",
+        )
+        return applied_at
+
+    def _revoke(self, request_id: str, lease: Lease) -> None:
+        try:
+            lease.revoke()
+        except CredentialError as error:
+            self._store.append(
+                NewEvent(
+                    request_id,
+                    str(SYSTEM),
+                    EventKind.CREDENTIALS_REVOKE_FAILED,
+                    {
+                        "lease_id": lease.info.lease_id,
+                        "expires_in_seconds": lease.info.ttl_seconds,
+                        "error": error.user_text(),
+                    },
+                )
+            )
+            log.warning("lease.revoke_failed", request_id=request_id, lease_id=lease.info.lease_id)
+            return
+        self._store.append(
+            NewEvent(
+                request_id,
+                str(SYSTEM),
+                EventKind.CREDENTIALS_REVOKED,
+                {
+                    "lease_id": lease.info.lease_id,
+                },
+            )
+        )
+
+    def _verify(self, request_id: str, applied_at: float, notifier: Notifier) -> ExecutionResult:
+        stored = self._store.get(request_id)
+        zone = self.zones.get(stored.plan.zone)
+        report = self._checker.wait(stored.plan.changes, zone.servers, self._verify_timeout, since=applied_at)
+        for result in report.results:
+            self._store.append(
+                NewEvent(
+                    request_id,
+                    str(SYSTEM),
+                    EventKind.SERVER_CHECKED,
+                    {
+                        "server": str(result.server),
+                        "name": result.name,
+                        "type": result.rtype.value,
+                        "served": result.served,
+                        "seconds": result.seconds_to_serve,
+                        "answer": result.last_answer.describe(),
+                    },
+                )
+            )
+        final = RequestState.VERIFIED if report.verified else RequestState.VERIFICATION_FAILED
+        kind = EventKind.VERIFIED if report.verified else EventKind.VERIFICATION_FAILED
+        lagging = ",".join(sorted({str(r.server) for r in report.lagging()}))
+        self._store.transition(
+            request_id,
+            RequestState.VERIFYING,
+            final,
+            NewEvent(
+                request_id,
+                str(SYSTEM),
+                kind,
+                {"elapsed_seconds": round(report.elapsed_seconds, 3), "lagging": lagging},
+            ),
+        )
+        log.info(
+            "request.verified" if report.verified else "request.verification_failed",
+            request_id=request_id,
+            seconds=round(report.elapsed_seconds, 3),
+            lagging=lagging,
+        )
+        stored = self._store.get(request_id)
+        notifier.finished(stored, report)
+        return ExecutionResult(stored, report, None)
+
+    # --- reading ---------------------------------------------------------------
+
+    def status(self, request_id: str) -> RequestStatus:
+        stored = self._store.get(request_id)
+        return RequestStatus(
+            stored,
+            tuple(self._store.approvals(request_id)),
+            self._roster.required,
+            tuple(self._store.events(request_id)),
+        )
+
+    def recent(self, limit: int = 10) -> list[StoredRequest]:
+        return self._store.recent(limit)
+
+    def set_anchor(self, request_id: str, anchor: str) -> None:
+        self._store.set_anchor(request_id, anchor)

@@ -1,0 +1,60 @@
+"""Polling every authoritative server until it serves the new rrset, and timing it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from core.models import RRsetChange
+from core.ports import AuthoritativeQuerier
+from core.verification import ServerAddress, ServerResult, VerificationReport, serves
+
+
+class PropagationChecker:
+    """Asks each server directly, backing off between rounds, until all agree or time runs out."""
+
+    def __init__(
+        self,
+        querier: AuthoritativeQuerier,
+        *,
+        first_delay: float = 0.02,
+        max_delay: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._querier = querier
+        self._first_delay = first_delay
+        self._max_delay = max_delay
+        self._sleep = sleep
+        self._monotonic = monotonic
+
+    def wait(
+        self,
+        changes: Sequence[RRsetChange],
+        servers: Sequence[ServerAddress],
+        timeout: float,
+        since: float | None = None,
+    ) -> VerificationReport:
+        """``since`` is the monotonic time the change was applied; times to serve count from it."""
+        start = self._monotonic() if since is None else since
+        results: dict[tuple[ServerAddress, str, str], ServerResult] = {}
+        pending = [(server, change) for server in servers for change in changes]
+        delay = self._first_delay
+        while True:
+            still_pending = []
+            for server, change in pending:
+                answer = self._querier.query(server, change.name, change.rtype)
+                served = serves(answer, change.after)
+                elapsed = self._monotonic() - start
+                results[(server, change.name, change.rtype)] = ServerResult(
+                    server, change.name, change.rtype, served, elapsed if served else None, answer
+                )
+                if not served:
+                    still_pending.append((server, change))
+            pending = still_pending
+            if not pending or self._monotonic() - start >= timeout:
+                break
+            self._sleep(min(delay, max(0.0, timeout - (self._monotonic() - start))))
+            delay = min(delay * 2, self._max_delay)
+        ordered = tuple(results[(s, c.name, c.rtype)] for c in changes for s in servers)
+        return VerificationReport(ordered, self._monotonic() - start, timeout)

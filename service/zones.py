@@ -1,0 +1,51 @@
+"""The runtime view of a managed zone: its change paths and the servers that must agree."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from core.errors import ZoneNotConfigured
+from core.ports import ChangePath, CredentialSource
+from core.records import is_subdomain
+from core.verification import ServerAddress
+
+
+@dataclass(frozen=True)
+class PathRuntime:
+    """A change path together with the credential source that unlocks it."""
+
+    path: ChangePath
+    credentials: CredentialSource
+
+
+@dataclass(frozen=True)
+class ZoneRuntime:
+    name: str
+    paths: tuple[PathRuntime, ...]
+    servers: tuple[ServerAddress, ...]
+
+
+class ZoneDirectory:
+    def __init__(self, zones: Sequence[ZoneRuntime]) -> None:
+        self._zones = {z.name: z for z in zones}
+
+    def for_name(self, name: str) -> ZoneRuntime:
+        """The longest managed zone containing ``name``."""
+        matches = [z for z in self._zones.values() if is_subdomain(name, z.name)]
+        if not matches:
+            managed = ", ".join(sorted(self._zones)) or "none"
+            raise ZoneNotConfigured(
+                f"`{name}` is not in any zone breakglass manages.",
+                hint=f"Managed zones: {managed}.",
+            )
+        return max(matches, key=lambda z: len(z.name))
+
+    def get(self, zone: str) -> ZoneRuntime:
+        try:
+            return self._zones[zone]
+        except KeyError:
+            raise ZoneNotConfigured(f"Zone `{zone}` is no longer configured.") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._zones)
