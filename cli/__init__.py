@@ -1,1 +1,1 @@
-"""breakglass cli."""
+"""The command-line front door: serving the bot, the database, the demo, out-of-band work."""

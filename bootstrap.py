@@ -1,0 +1,96 @@
+"""The composition root: settings -> concrete adapters -> service -> front doors.
+
+The only module that knows every concrete class; everything else sees ports.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+from providers.rfc2136 import Rfc2136Path
+from slack_bolt import App
+from slack_sdk import WebClient
+from sqlalchemy.engine import Engine
+
+from approvals.roster import ApproverRoster
+from bot.app import build_app
+from config import AppConfig, ConfigError, SlackSettings, ZoneConfig, read_secret
+from core.models import Principal, PrincipalSource
+from core.secrets import Secret
+from core.verification import ServerAddress
+from credentials.vault import VaultTsigSource
+from providers.authoritative import DnsAuthoritativeQuerier
+from service.changes import ChangeService
+from service.propagation import PropagationChecker
+from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime
+from store.migrate import is_up_to_date
+from store.sql import SqlRequestStore, make_engine
+
+
+def configure_logging(json_logs: bool = True, level: int = logging.INFO) -> None:
+    """structlog to stderr: JSON for machines, key=value for people at a terminal."""
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _zone_runtime(config: AppConfig, zone: ZoneConfig) -> ZoneRuntime:
+    role_id = read_secret(config.vault.role_id_file, "BREAKGLASS_VAULT_ROLE_ID", "Vault AppRole role_id")
+    secret_id = read_secret(config.vault.secret_id_file, "BREAKGLASS_VAULT_SECRET_ID", "Vault AppRole secret_id")
+    paths = []
+    for path in zone.paths:
+        source = VaultTsigSource(
+            name=f"vault-kv:{path.credentials.mount}/{path.credentials.path}",
+            address=config.vault.address,
+            role_id=Secret(role_id.get_secret_value()),
+            secret_id=Secret(secret_id.get_secret_value()),
+            kv_mount=path.credentials.mount,
+            kv_path=path.credentials.path,
+            approle_mount=config.vault.approle_mount,
+            timeout_seconds=config.vault.timeout_seconds,
+        )
+        provider = Rfc2136Path(path.name, ServerAddress.parse(path.server), zone.name, path.timeout_seconds)
+        paths.append(PathRuntime(provider, source))
+    return ZoneRuntime(zone.name, tuple(paths), zone.servers())
+
+
+def build_engine(config: AppConfig) -> Engine:
+    return make_engine(config.database.url)
+
+
+def build_service(config: AppConfig, engine: Engine) -> ChangeService:
+    if not is_up_to_date(config.database.url):
+        raise ConfigError(
+            "The database schema is not up to date.",
+            hint="Run `breakglass db upgrade --config FILE` first.",
+        )
+    roster = ApproverRoster(
+        frozenset(Principal(PrincipalSource.SLACK, a) for a in config.approvals.approvers), config.approvals.required
+    )
+    querier = DnsAuthoritativeQuerier(timeout_seconds=config.verification.query_timeout_seconds)
+    return ChangeService(
+        ZoneDirectory([_zone_runtime(config, z) for z in config.zones]),
+        SqlRequestStore(engine),
+        roster,
+        PropagationChecker(querier),
+        config.verification.timeout_seconds,
+    )
+
+
+def build_slack_app(service: ChangeService, slack: SlackSettings) -> App:
+    client = WebClient(token=slack.bot_token.get_secret_value(), base_url=slack.api_url or WebClient.BASE_URL)
+    return build_app(service, slack.signing_secret.get_secret_value(), client)

@@ -1,0 +1,187 @@
+"""Block Kit for breakglass messages, built with slack_sdk's models so Slack's rules are checked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from core.events import EventKind
+from core.models import Principal, PrincipalSource, RequestKind, RRsetChange
+from core.ports import StoredRequest
+from core.records import RRset
+from core.states import RequestState
+from core.verification import VerificationReport
+from service.changes import RequestStatus
+
+APPROVE, DENY, ROLLBACK = "approve", "deny", "rollback"
+MAX_CHANGES_SHOWN = 10
+
+STATE_LABEL: dict[RequestState, str] = {
+    RequestState.PENDING_APPROVAL: ":hourglass_flowing_sand: Awaiting approval",
+    RequestState.APPROVED: ":thumbsup: Approved, starting",
+    RequestState.DENIED: ":no_entry: Denied",
+    RequestState.APPLYING: ":gear: Applying",
+    RequestState.CONFLICT: ":octagonal_sign: Not applied: record changed since the plan",
+    RequestState.APPLY_FAILED: ":x: Not applied: change path failed",
+    RequestState.VERIFYING: ":mag: Applied, verifying on every authoritative server",
+    RequestState.VERIFIED: ":white_check_mark: Verified on every authoritative server",
+    RequestState.VERIFICATION_FAILED: ":warning: Applied, but not every server serves it",
+}
+
+
+def escape(text: str) -> str:
+    """Neutralise mrkdwn control characters in user text (`<!channel>` and friends)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def who(principal: Principal) -> str:
+    if principal.source is PrincipalSource.SLACK:
+        return f"<@{escape(principal.id)}>"
+    return f"`{escape(str(principal))}`"
+
+
+def _rrset(rrset: RRset | None) -> str:
+    return "_(none)_" if rrset is None else escape(rrset.describe())
+
+
+def _change_block(change: RRsetChange) -> SectionBlock:
+    return SectionBlock(
+        text=MarkdownTextObject(text=f"*{escape(change.name)} {change.rtype}* ({change.operation.value})"),
+        fields=[
+            MarkdownTextObject(text=f"*Current*\n{_rrset(change.before)}"[:2000]),
+            MarkdownTextObject(text=f"*New*\n{_rrset(change.after)}"[:2000]),
+        ],
+    )
+
+
+def _decisions(status: RequestStatus) -> str:
+    parts = []
+    if status.approvals:
+        parts.append("Approved by " + ", ".join(who(a.approver) for a in status.approvals))
+    for event in status.events:
+        if event.kind is EventKind.DENIED:
+            parts.append(f"Denied by {who(Principal.parse(event.actor))}")
+    missing = max(0, status.required - len(status.approvals))
+    if status.stored.state is RequestState.PENDING_APPROVAL:
+        parts.append(f"needs {missing} more approval{'s' if missing != 1 else ''} ({status.required} required)")
+    return "; ".join(parts) or "No decisions yet"
+
+
+def request_blocks(status: RequestStatus) -> list[dict[str, Any]]:
+    """The one message that represents a request; updated in place as it moves on."""
+    request, plan, state = status.stored.request, status.stored.plan, status.stored.state
+    title = "DNS rollback" if request.kind is RequestKind.ROLLBACK else "DNS change"
+    blocks: list[Block] = [
+        HeaderBlock(text=f"{title} {request.id}"),
+        SectionBlock(text=MarkdownTextObject(text=f"*{STATE_LABEL[state]}*")),
+        SectionBlock(
+            fields=[
+                MarkdownTextObject(text=f"*Requested by*\n{who(request.requester)}"),
+                MarkdownTextObject(text=f"*Zone / path*\n{escape(plan.zone)} via {escape(plan.path)}"),
+                MarkdownTextObject(text=f"*Reason*\n{escape(request.reason)}"[:2000]),
+                MarkdownTextObject(text=f"*Plan digest*\n`{plan.digest()[:16]}`"),
+            ]
+        ),
+        DividerBlock(),
+    ]
+    blocks += [_change_block(c) for c in plan.changes[:MAX_CHANGES_SHOWN]]
+    hidden = len(plan.changes) - MAX_CHANGES_SHOWN
+    if hidden > 0:
+        blocks.append(
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(text=f"…and {hidden} more changes: `/dns status {request.id}` lists them all.")
+                ]
+            )
+        )
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_decisions(status))]))
+    buttons = _buttons(status)
+    if buttons:
+        blocks.append(ActionsBlock(block_id=f"actions:{request.id}", elements=buttons))
+    return [b.to_dict() for b in blocks]
+
+
+def _buttons(status: RequestStatus) -> list[ButtonElement]:
+    request_id, state = status.stored.request.id, status.stored.state
+    if state is RequestState.PENDING_APPROVAL:
+        return [
+            ButtonElement(text="Approve", action_id=APPROVE, value=request_id, style="primary"),
+            ButtonElement(text="Deny", action_id=DENY, value=request_id, style="danger"),
+        ]
+    if state in (RequestState.VERIFIED, RequestState.VERIFICATION_FAILED) and (
+        status.stored.request.kind is RequestKind.CHANGE
+    ):
+        return [ButtonElement(text="Roll back", action_id=ROLLBACK, value=request_id)]
+    return []
+
+
+def request_text(status: RequestStatus) -> str:
+    """Fallback text (notifications, screen readers) for the request message."""
+    request = status.stored.request
+    changes = ", ".join(f"{c.name} {c.rtype}" for c in status.stored.plan.changes[:3])
+    return f"{request.id}: {escape(changes)} — {STATE_LABEL[status.stored.state]}"
+
+
+def verification_lines(report: VerificationReport) -> list[str]:
+    lines = []
+    for r in report.results:
+        mark = ":white_check_mark:" if r.served else ":x:"
+        timing = f"{r.seconds_to_serve:.2f} s" if r.seconds_to_serve is not None else "not serving it"
+        lines.append(f"{mark} `{r.server}` {escape(r.name)} {r.rtype}: {escape(r.last_answer.describe())} — {timing}")
+    return lines
+
+
+def verification_blocks(report: VerificationReport) -> list[dict[str, Any]]:
+    verdict = (
+        f":white_check_mark: *Verified*: every authoritative server serves the new value "
+        f"({report.elapsed_seconds:.2f} s after apply)."
+        if report.verified
+        else f":warning: *Verification failed* after {report.timeout_seconds:.0f} s: "
+        f"{len(report.lagging())} of {len(report.results)} answers do not match yet."
+    )
+    lines = verification_lines(report)
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=verdict))]
+    chunk: list[str] = []
+    for line in lines:  # a section holds 3000 characters; long tables span several
+        if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
+            blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
+            chunk = []
+        chunk.append(line)
+        if len(blocks) >= 45:
+            break
+    if chunk:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
+    return [b.to_dict() for b in blocks]
+
+
+def verification_text(report: VerificationReport) -> str:
+    return (
+        ("Verified on every authoritative server" if report.verified else "Verification failed")
+        + "\n"
+        + "\n".join(verification_lines(report))
+    )
+
+
+def status_text(status: RequestStatus) -> str:
+    stored = status.stored
+    lines = [f"*{stored.request.id}*: {STATE_LABEL[stored.state]}", _decisions(status)]
+    lines += [f"• {escape(c.name)} {c.rtype}: {_rrset(c.before)} → {_rrset(c.after)}" for c in stored.plan.changes]
+    lines += [f"`{e.at:%H:%M:%S}` {e.kind.value} by {escape(e.actor)}" for e in status.events[-15:]]
+    return "\n".join(lines)
+
+
+def recent_text(items: Sequence[StoredRequest]) -> str:
+    if not items:
+        return "No change requests yet."
+    return "\n".join(f"*{s.request.id}* {STATE_LABEL[s.state]} — {escape(s.request.reason)}" for s in items)

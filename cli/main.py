@@ -1,0 +1,142 @@
+"""`breakglass` command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.errors import BreakglassError
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Emergency DNS changes that still work when SSO does not."
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic).")
+config_app = typer.Typer(no_args_is_help=True, help="Configuration checks.")
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+console = Console()
+errors = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="breakglass TOML config file.", envvar="BREAKGLASS_CONFIG")
+]
+
+
+def _fail(error: BreakglassError) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {error.user_text()}", markup=True, highlight=False)
+    return typer.Exit(2)
+
+
+@app.command()
+def serve(
+    config: ConfigOption,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+) -> None:
+    """Serve the Slack app (HTTP mode) at POST /slack/events."""
+    import bootstrap
+    from bot.http import HttpServer
+    from config import load_config, load_slack_settings
+
+    bootstrap.configure_logging()
+    try:
+        settings = load_config(config)
+        slack = load_slack_settings()
+        service = bootstrap.build_service(settings, bootstrap.build_engine(settings))
+        server = HttpServer(bootstrap.build_slack_app(service, slack), host=host, port=port)
+    except BreakglassError as error:
+        raise _fail(error) from None
+    errors.print(f"breakglass listening on {server.url}")
+    server.serve_forever()
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption) -> None:
+    """Create or migrate the database schema to the current version."""
+    from config import load_config
+    from store.migrate import upgrade
+
+    try:
+        settings = load_config(config)
+        upgrade(settings.database.url)
+    except BreakglassError as error:
+        raise _fail(error) from None
+    console.print("database schema is up to date")
+
+
+@config_app.command("check")
+def config_check(config: ConfigOption) -> None:
+    """Validate the config file and show what breakglass manages."""
+    from config import load_config
+
+    try:
+        settings = load_config(config)
+    except BreakglassError as error:
+        raise _fail(error) from None
+    table = Table("zone", "change paths (in order)", "authoritative servers")
+    for zone in settings.zones:
+        paths = ", ".join(
+            f"{p.name} ({p.kind} → {p.server}, {p.credentials.source}:{p.credentials.path})" for p in zone.paths
+        )
+        table.add_row(zone.name, paths, ", ".join(zone.authoritative_servers))
+    console.print(table)
+    console.print(f"approvals: {settings.approvals.required} of {len(settings.approvals.approvers)} listed approvers")
+    for zone in settings.zones:
+        if len(zone.paths) < 2:
+            console.print(
+                f"[yellow]warning:[/yellow] zone {zone.name} has a single change path; if it fails, "
+                "routing cannot be corrected. Add a backup path with a separate trust path."
+            )
+
+
+@app.command()
+def status(
+    config: ConfigOption,
+    request_id: Annotated[str | None, typer.Argument(help="Request id, e.g. BG-7K3Q9X.")] = None,
+) -> None:
+    """Show one request with its events, or the most recent requests."""
+    import bootstrap
+    from config import load_config
+
+    try:
+        settings = load_config(config)
+        service = bootstrap.build_service(settings, bootstrap.build_engine(settings))
+        if request_id is None:
+            table = Table("id", "state", "requester", "reason")
+            for stored in service.recent(20):
+                table.add_row(
+                    stored.request.id, stored.state.value, str(stored.request.requester), stored.request.reason
+                )
+            console.print(table)
+            return
+        result = service.status(request_id.upper())
+    except BreakglassError as error:
+        raise _fail(error) from None
+    stored = result.stored
+    console.print(
+        f"[bold]{stored.request.id}[/bold] {stored.state.value}  reason: {stored.request.reason}", highlight=False
+    )
+    for change in stored.plan.changes:
+        before = change.before.describe() if change.before else "(none)"
+        after = change.after.describe() if change.after else "(none)"
+        console.print(f"  {change.name} {change.rtype}: {before} -> {after}", highlight=False)
+    table = Table("seq", "time (UTC)", "event", "actor", "details")
+    for event in result.events:
+        details = ", ".join(f"{k}={v}" for k, v in event.details.items())
+        table.add_row(str(event.seq), f"{event.at:%H:%M:%S.%f}"[:-3], event.kind.value, event.actor, details)
+    console.print(table)
+
+
+@app.command()
+def demo(
+    verbose: Annotated[bool, typer.Option(help="Also print the bot's JSON logs.")] = False,
+) -> None:
+    """Play an incident end to end on local servers (OpenBao, BIND primary+secondary, a Slack stand-in)."""
+    from cli.demo import run_demo
+
+    raise typer.Exit(run_demo(console, verbose=verbose))

@@ -1,0 +1,101 @@
+"""Pure domain rules: state machine, plan digests, approval roster."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from approvals.roster import ApproverRoster
+from core.errors import ApprovalRefused, IllegalTransition, RefusalReason
+from core.models import (
+    Approval,
+    ChangeRequest,
+    Plan,
+    Principal,
+    PrincipalSource,
+    RecordEdit,
+    RequestKind,
+    RRsetChange,
+    plan_from_dict,
+    plan_to_dict,
+    request_from_dict,
+    request_to_dict,
+)
+from core.records import RecordType, RRset
+from core.secrets import Secret
+from core.states import RequestState, check_transition, is_terminal
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+ALICE, BOB, CAROL, MALLORY = (Principal(PrincipalSource.SLACK, u) for u in ("UALICE", "UBOB", "UCAROL", "UMALLORY"))
+OLD = RRset.build("api.example.test", RecordType.A, 300, ["192.0.2.10"])
+NEW = RRset.build("api.example.test", RecordType.A, 60, ["203.0.113.10"])
+
+
+def _plan(after: RRset | None = NEW) -> Plan:
+    return Plan("BG-TEST22", "example.test.", "rfc2136", (RRsetChange(OLD.name, RecordType.A, OLD, after),))
+
+
+def _request() -> ChangeRequest:
+    return ChangeRequest("BG-TEST22", RequestKind.CHANGE, "example.test.", (RecordEdit(NEW.name, RecordType.A, NEW),),
+                         "INC-1", ALICE, NOW)
+
+
+def test_happy_path_transitions_are_legal() -> None:
+    path = [RequestState.PENDING_APPROVAL, RequestState.APPROVED, RequestState.APPLYING, RequestState.VERIFYING,
+            RequestState.VERIFIED]
+    for current, new in zip(path, path[1:], strict=False):
+        check_transition(current, new)
+    assert is_terminal(RequestState.VERIFIED)
+
+
+@pytest.mark.parametrize(
+    ("current", "new"),
+    [(RequestState.PENDING_APPROVAL, RequestState.APPLYING), (RequestState.DENIED, RequestState.APPROVED),
+     (RequestState.VERIFIED, RequestState.APPLYING), (RequestState.APPROVED, RequestState.VERIFIED)],
+)
+def test_illegal_transitions_are_refused(current: RequestState, new: RequestState) -> None:
+    with pytest.raises(IllegalTransition):
+        check_transition(current, new)
+
+
+def test_digest_changes_with_any_planned_value_and_survives_a_round_trip() -> None:
+    plan = _plan()
+    assert plan_from_dict(plan_to_dict(plan)).digest() == plan.digest()
+    assert _plan(after=None).digest() != plan.digest()
+    other = RRset.build("api.example.test", RecordType.A, 61, ["203.0.113.10"])
+    assert _plan(after=other).digest() != plan.digest()
+
+
+def test_request_round_trips() -> None:
+    assert request_from_dict(request_to_dict(_request())) == _request()
+
+
+def test_inverse_restores_what_was_there() -> None:
+    (edit,) = _plan().inverse()
+    assert edit.after == OLD
+
+
+def test_secret_never_shows_in_repr_or_format() -> None:
+    secret = Secret("canary-value-123")
+    assert "canary" not in repr(secret) and "canary" not in f"{secret}" and "canary" not in str([secret])
+    assert secret.reveal() == "canary-value-123"
+
+
+class TestRoster:
+    roster = ApproverRoster(frozenset({ALICE, BOB, CAROL}), required=2)
+
+    def _refusal(self, who: Principal, existing: list[Approval]) -> RefusalReason:
+        with pytest.raises(ApprovalRefused) as error:
+            self.roster.check(_request(), who, existing)
+        return error.value.reason
+
+    def test_requester_cannot_approve_even_when_listed(self) -> None:
+        assert self._refusal(ALICE, []) is RefusalReason.SELF_APPROVAL
+
+    def test_non_approver_is_refused(self) -> None:
+        assert self._refusal(MALLORY, []) is RefusalReason.NOT_AN_APPROVER
+
+    def test_one_person_counts_once(self) -> None:
+        first = Approval("BG-TEST22", BOB, "d", NOW)
+        assert self._refusal(BOB, [first]) is RefusalReason.ALREADY_APPROVED
+        assert not self.roster.quorum_reached([first, first])
+        assert self.roster.quorum_reached([first, Approval("BG-TEST22", CAROL, "d", NOW)])
