@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from approvals.roster import ApproverRoster
 from bot.app import build_app
-from config import AppConfig, ConfigError, SlackSettings, ZoneConfig, read_secret
+from config import AppConfig, SlackSettings, ZoneConfig, read_secret
 from core.models import Principal, PrincipalSource
 from core.secrets import Secret
 from core.verification import ServerAddress
@@ -25,7 +25,7 @@ from providers.authoritative import DnsAuthoritativeQuerier
 from service.changes import ChangeService
 from service.propagation import PropagationChecker
 from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime
-from store.migrate import is_up_to_date
+from store.migrate import require_up_to_date
 from store.sql import SqlRequestStore, make_engine
 
 
@@ -73,11 +73,7 @@ def build_engine(config: AppConfig) -> Engine:
 
 
 def build_service(config: AppConfig, engine: Engine) -> ChangeService:
-    if not is_up_to_date(config.database.url):
-        raise ConfigError(
-            "The database schema is not up to date.",
-            hint="Run `breakglass db upgrade --config FILE` first.",
-        )
+    require_up_to_date(config.database.url)
     roster = ApproverRoster(
         frozenset(Principal(PrincipalSource.SLACK, a) for a in config.approvals.approvers), config.approvals.required
     )

@@ -1,0 +1,105 @@
+"""The database tables, as SQLAlchemy Core metadata.
+
+These definitions describe the schema; they never create it. Only the Alembic
+migrations in ``migrations/`` create or change tables, and a test checks that the
+migrated database and this metadata cannot drift apart.
+
+The events table is append-only with a global ``seq``, canonical ``details_json`` and
+a UTC ``at``, so a later migration can add a hash chain over those columns.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Deterministic constraint names, so migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    SQLite has no timezone type and hands back naive values; storing UTC and
+    re-attaching UTC on load keeps every datetime leaving the store aware.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("breakglass stores only timezone-aware datetimes")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+change_requests = Table(
+    "change_requests",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("kind", String, nullable=False),
+    Column("zone", String, nullable=False),
+    Column("state", String, nullable=False),
+    Column("request_json", Text, nullable=False),  # core.models.request_to_dict, canonical JSON
+    Column("plan_json", Text, nullable=False),  # core.models.plan_to_dict, canonical JSON
+    Column("plan_digest", String, nullable=False),
+    Column("requester", String, nullable=False),
+    Column("anchor", String, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),  # last state change
+    Index("ix_change_requests_created_at", "created_at"),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String, ForeignKey("change_requests.id"), nullable=False),
+    Column("approver", String, nullable=False),  # str(Principal)
+    Column("plan_digest", String, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    UniqueConstraint("request_id", "approver", name="uq_approvals_request_id_approver"),
+)
+
+# No foreign key on request_id: the audit log must accept every event, including
+# refusals that name a request id which does not exist.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String, nullable=False),
+    Column("actor", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("details_json", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_events_request_id", "request_id"),
+)

@@ -1,0 +1,251 @@
+"""SqlRequestStore: core.ports.RequestStore on SQLite or PostgreSQL.
+
+Every write is one short transaction; any refusal by the database becomes a
+PersistenceError, which makes the service fail closed (nothing is applied
+without its audit record).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, create_engine, event, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from core.errors import PersistenceError, UnknownRequest
+from core.events import Event, EventKind, EventValue, NewEvent
+from core.models import (
+    Approval,
+    ChangeRequest,
+    Plan,
+    Principal,
+    plan_from_dict,
+    plan_to_dict,
+    request_from_dict,
+    request_to_dict,
+)
+from core.ports import StoredRequest
+from core.states import RequestState, check_transition
+from store.schema import approvals, change_requests, events
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_WRITE_OPTION = "breakglass_write"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; ``postgresql://`` URLs are routed to psycopg 3.
+
+    SQLite gets foreign keys, WAL and a busy timeout, and write transactions start
+    with BEGIN IMMEDIATE, so concurrent writers (threads or processes) queue for the
+    lock instead of failing half-way through a transaction.
+    """
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True)
+    engine = create_engine(parsed)
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_on_begin)
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    writing = connection.get_execution_options().get(_WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+def _canonical_json(data: object) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlRequestStore:
+    """Durable requests, approvals and audit events in one SQL database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**{_WRITE_OPTION: True})
+
+    # --- writes ---------------------------------------------------------------------
+
+    def create(self, request: ChangeRequest, plan: Plan, event: NewEvent) -> StoredRequest:
+        now = _now()
+        with self._writing() as conn:
+            conn.execute(
+                insert(change_requests).values(
+                    id=request.id,
+                    kind=request.kind.value,
+                    zone=request.zone,
+                    state=RequestState.PENDING_APPROVAL.value,
+                    request_json=_canonical_json(request_to_dict(request)),
+                    plan_json=_canonical_json(plan_to_dict(plan)),
+                    plan_digest=plan.digest(),
+                    requester=str(request.requester),
+                    anchor=None,
+                    created_at=request.created_at,
+                    updated_at=now,
+                )
+            )
+            self._insert_event(conn, event)
+        return StoredRequest(request, plan, RequestState.PENDING_APPROVAL, None, now)
+
+    def transition(self, request_id: str, current: RequestState, new: RequestState, event: NewEvent) -> bool:
+        """Atomically move ``current`` -> ``new`` and append ``event``; False if no longer ``current``."""
+        check_transition(current, new)
+        with self._writing() as conn:
+            moved = conn.execute(
+                update(change_requests)
+                .where(change_requests.c.id == request_id, change_requests.c.state == current.value)
+                .values(state=new.value, updated_at=_now())
+            )
+            if moved.rowcount == 1:
+                self._insert_event(conn, event)
+                return True
+            self._require_request(conn, request_id)
+            return False
+
+    def add_approval(self, approval: Approval, event: NewEvent) -> bool:
+        """Record an approval with its event; False if this approver had already approved."""
+        with self._writing() as conn:
+            self._require_request(conn, approval.request_id)
+            try:
+                with conn.begin_nested():  # a duplicate rolls back only this savepoint
+                    conn.execute(
+                        insert(approvals).values(
+                            request_id=approval.request_id,
+                            approver=str(approval.approver),
+                            plan_digest=approval.plan_digest,
+                            at=approval.at,
+                        )
+                    )
+            except IntegrityError:
+                return False
+            self._insert_event(conn, event)
+            return True
+
+    def append(self, event: NewEvent) -> None:
+        with self._writing() as conn:
+            self._insert_event(conn, event)
+
+    def set_anchor(self, request_id: str, anchor: str) -> None:
+        """Remember where a front door shows this request; does not count as a state change."""
+        with self._writing() as conn:
+            changed = conn.execute(
+                update(change_requests).where(change_requests.c.id == request_id).values(anchor=anchor)
+            )
+            if changed.rowcount != 1:
+                raise _unknown(request_id)
+
+    # --- reads ----------------------------------------------------------------------
+
+    def get(self, request_id: str) -> StoredRequest:
+        """Raises UnknownRequest."""
+        with self._reading() as conn:
+            row = conn.execute(select(change_requests).where(change_requests.c.id == request_id)).first()
+        if row is None:
+            raise _unknown(request_id)
+        return _stored_request(row)
+
+    def approvals(self, request_id: str) -> list[Approval]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(approvals).where(approvals.c.request_id == request_id).order_by(approvals.c.id)
+            ).all()
+        return [Approval(r.request_id, Principal.parse(r.approver), r.plan_digest, r.at) for r in rows]
+
+    def events(self, request_id: str) -> list[Event]:
+        """This request's events in the order they were recorded."""
+        with self._reading() as conn:
+            rows = conn.execute(select(events).where(events.c.request_id == request_id).order_by(events.c.seq)).all()
+        return [_event(r) for r in rows]
+
+    def recent(self, limit: int) -> list[StoredRequest]:
+        """The ``limit`` most recently created requests, newest first."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(change_requests)
+                .order_by(change_requests.c.created_at.desc(), change_requests.c.id.desc())
+                .limit(limit)
+            ).all()
+        return [_stored_request(r) for r in rows]
+
+    # --- helpers --------------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        try:
+            with self._writer.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise PersistenceError(
+                f"The audit database refused the write ({type(exc.orig).__name__}); nothing was changed.",
+                hint="Check the database is reachable, writable and not out of space, then try again.",
+            ) from exc
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        try:
+            with self._engine.connect() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise PersistenceError(
+                f"The audit database could not be read ({type(exc.orig).__name__}).",
+                hint="Check the database is reachable, then try again.",
+            ) from exc
+
+    @staticmethod
+    def _insert_event(conn: Connection, new: NewEvent) -> None:
+        conn.execute(
+            insert(events).values(
+                request_id=new.request_id,
+                actor=new.actor,
+                kind=new.kind.value,
+                details_json=_canonical_json(new.details),
+                at=_now(),
+            )
+        )
+
+    @staticmethod
+    def _require_request(conn: Connection, request_id: str) -> None:
+        found = conn.execute(select(change_requests.c.id).where(change_requests.c.id == request_id)).first()
+        if found is None:
+            raise _unknown(request_id)
+
+
+def _unknown(request_id: str) -> UnknownRequest:
+    return UnknownRequest(f"There is no change request `{request_id}`.", hint="Check the id with `/dns status`.")
+
+
+def _stored_request(row: Row[Any]) -> StoredRequest:
+    return StoredRequest(
+        request=request_from_dict(json.loads(row.request_json)),
+        plan=plan_from_dict(json.loads(row.plan_json)),
+        state=RequestState(row.state),
+        anchor=row.anchor,
+        updated_at=row.updated_at,
+    )
+
+
+def _event(row: Row[Any]) -> Event:
+    details: dict[str, EventValue] = json.loads(row.details_json)
+    return Event(row.seq, row.request_id, row.actor, EventKind(row.kind), details, row.at)
