@@ -1,0 +1,192 @@
+"""Slack-signed requests to the app, built exactly as Slack builds them, and a client that plays the people.
+
+Why: the app must be driven over real HTTP through the same adapter as production, with the signature Bolt
+checks. ``SlackClientSimulator`` types slash commands and clicks buttons the app really rendered in FakeSlack,
+and measures the time to the HTTP answer (the ack latency Slack allows 3 s for). Stdlib only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any, NamedTuple
+from urllib.parse import urlencode, urlsplit
+
+from sandbox.fake_slack import APP_ID, TEAM_DOMAIN, TEAM_ID, Button, FakeSlack
+
+DEFAULT_CHANNEL = "C0OPS"
+DEFAULT_CHANNEL_NAME = "ops"
+# Slack still sends the legacy verification token; Bolt ignores it and checks the signature.
+LEGACY_TOKEN = "legacy-verification-token"  # noqa: S105 - not a secret, a documented placeholder
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def sign(signing_secret: str, body: bytes, timestamp: int) -> dict[str, str]:
+    """The two headers Slack adds: ``v0=hex(HMAC_SHA256(secret, "v0:{ts}:{body}"))`` and the timestamp."""
+    base = b"v0:" + str(timestamp).encode() + b":" + body
+    digest = hmac.new(signing_secret.encode(), base, hashlib.sha256).hexdigest()
+    return {"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": str(timestamp)}
+
+
+def slash_command_body(
+    command: str = "/dns",
+    text: str = "",
+    *,
+    user_id: str = "U0ALICE",
+    user_name: str | None = None,
+    channel_id: str = DEFAULT_CHANNEL,
+    channel_name: str = DEFAULT_CHANNEL_NAME,
+    response_url: str = "",
+    trigger_id: str = "",
+) -> bytes:
+    """A slash command as Slack POSTs it: form-encoded, with the usual fields."""
+    fields = {
+        "token": LEGACY_TOKEN,
+        "team_id": TEAM_ID,
+        "team_domain": TEAM_DOMAIN,
+        "channel_id": channel_id,
+        "channel_name": channel_name,
+        "user_id": user_id,
+        "user_name": user_name or user_id.lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": APP_ID,
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": trigger_id,
+    }
+    return urlencode(fields).encode()
+
+
+def block_action_body(
+    button: Button,
+    user_id: str,
+    response_url: str,
+    *,
+    user_name: str | None = None,
+    trigger_id: str = "",
+    channel_name: str = DEFAULT_CHANNEL_NAME,
+) -> bytes:
+    """A button click as Slack POSTs it: form field ``payload`` holding a block_actions JSON document."""
+    name = user_name or user_id.lower()
+    action: dict[str, Any] = {
+        "action_id": button.action_id,
+        "block_id": button.block_id,
+        "text": {"type": "plain_text", "text": button.text, "emoji": True},
+        "type": "button",
+        "action_ts": f"{time.time():.6f}",
+    }
+    if button.value is not None:
+        action["value"] = button.value
+    if button.style is not None:
+        action["style"] = button.style
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": {"id": user_id, "username": name, "name": name, "team_id": TEAM_ID},
+        "api_app_id": APP_ID,
+        "token": LEGACY_TOKEN,
+        "container": {
+            "type": "message",
+            "message_ts": button.message_ts,
+            "channel_id": button.channel,
+            "is_ephemeral": button.is_ephemeral,
+        },
+        "trigger_id": trigger_id,
+        "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": button.channel, "name": channel_name},
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [action],
+    }
+    if not button.is_ephemeral:  # Slack does not echo an ephemeral message back
+        message = button.message
+        payload["message"] = {
+            "type": "message",
+            "user": message.user,
+            "text": message.text,
+            "ts": message.ts,
+            "blocks": message.blocks,
+            **({"thread_ts": message.thread_ts} if message.thread_ts else {}),
+        }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+class Reply(NamedTuple):
+    """The app's HTTP answer and how long it took to arrive."""
+
+    status: int
+    body: str
+    seconds: float
+
+
+class SlackClientSimulator:
+    """Plays Slack's side towards the app at ``app_url``: signed commands and clicks, with fresh response_urls."""
+
+    def __init__(self, app_url: str, signing_secret: str, fake: FakeSlack, *, timeout: float = 10.0) -> None:
+        parts = urlsplit(app_url)
+        if parts.scheme != "http" or parts.hostname not in _LOOPBACK_HOSTS:
+            raise ValueError(f"the app must listen on loopback over http, got {app_url!r}")
+        self.app_url = app_url
+        self.signing_secret = signing_secret
+        self.fake = fake
+        self.timeout = timeout
+        self.last_hook: str | None = None  # hooks_url name of the last response_url handed out
+        self._count = itertools.count(1)
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+
+    def command(
+        self, text: str, user: str, *, command: str = "/dns", channel: str = DEFAULT_CHANNEL, user_name: str = ""
+    ) -> Reply:
+        """``user`` types ``{command} {text}`` in ``channel``."""
+        self.last_hook = f"command-{next(self._count)}"
+        response_url = self.fake.hooks_url(self.last_hook, channel=channel, user=user)
+        body = slash_command_body(
+            command,
+            text,
+            user_id=user,
+            user_name=user_name or self.fake.users.get(user),
+            channel_id=channel,
+            response_url=response_url,
+            trigger_id=self.fake.issue_trigger_id(user),
+        )
+        return self.post(body)
+
+    def click(self, button: Button, user: str, *, user_name: str = "") -> Reply:
+        """``user`` clicks ``button`` (from ``fake.find_button``)."""
+        self.last_hook = f"click-{next(self._count)}"
+        response_url = self.fake.hooks_url(
+            self.last_hook, channel=button.channel, user=user, message_ts=button.message_ts
+        )
+        body = block_action_body(
+            button,
+            user,
+            response_url,
+            user_name=user_name or self.fake.users.get(user),
+            trigger_id=self.fake.issue_trigger_id(user),
+        )
+        return self.post(body)
+
+    def post(self, body: bytes, *, timestamp: int | None = None, signing_secret: str | None = None) -> Reply:
+        """POST a form body signed like Slack; pass ``timestamp``/``signing_secret`` to send a bad signature."""
+        ts = int(time.time()) if timestamp is None else timestamp
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            **sign(self.signing_secret if signing_secret is None else signing_secret, body, ts),
+        }
+        request = urllib.request.Request(self.app_url, data=body, headers=headers, method="POST")  # noqa: S310
+        started = time.perf_counter()
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                text = response.read().decode("utf-8", "replace")
+                status = int(response.status)
+        except urllib.error.HTTPError as error:
+            text = error.read().decode("utf-8", "replace")
+            status = error.code
+        return Reply(status, text, time.perf_counter() - started)
