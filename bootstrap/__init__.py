@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 from providers.rfc2136 import Rfc2136Path
@@ -29,7 +30,7 @@ from store.migrate import require_up_to_date
 from store.sql import SqlRequestStore, make_engine
 
 
-def configure_logging(json_logs: bool = True, level: int = logging.INFO) -> None:
+def configure_logging(json_logs: bool = True, level: int = logging.INFO, stream: TextIO | None = None) -> None:
     """structlog to stderr: JSON for machines, key=value for people at a terminal."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer(colors=False)
@@ -43,7 +44,7 @@ def configure_logging(json_logs: bool = True, level: int = logging.INFO) -> None
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
 

@@ -33,9 +33,9 @@ class SlackThreadNotifier:
         ref = MessageRef.decode(stored.anchor)
         if ref is None:
             return
+        self.update_message(stored.request.id)  # first, so the verdict never precedes the final state
         if report is not None:
             self._post(ref, text=verification_text(report), blocks=verification_blocks(report))
-        self.update_message(stored.request.id)
 
     def update_message(self, request_id: str) -> None:
         status = self._service.status(request_id)

@@ -1,0 +1,149 @@
+"""Everything breakglass talks to, started on 127.0.0.1 for the demo and the end-to-end tests.
+
+OpenBao (Vault API) in dev mode, a BIND primary + secondary with TSIG and NOTIFY, a local
+stand-in for the Slack Web API, and the bot itself served over real HTTP, wired through
+the same composition root as production (config file -> bootstrap -> service -> Bolt).
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TextIO
+
+from pydantic import SecretStr
+
+import bootstrap
+from bot.http import HttpServer
+from config import SlackSettings, load_config
+from sandbox.bind import BindPair, SeedRecord
+from sandbox.fake_slack import FakeSlack
+from sandbox.openbao import OpenBaoServer, provision_breakglass
+from sandbox.slack_signing import SlackClientSimulator
+from service.changes import ChangeService
+from store.migrate import upgrade
+
+ZONE = "example.test."
+TSIG_PATH = "breakglass/tsig/example.test"
+SEED: tuple[SeedRecord, ...] = (("api.example.test.", "A", 300, "192.0.2.10"),)
+
+
+@dataclass(frozen=True)
+class People:
+    """Slack user ids of the cast. Mallory is in the channel but not an approver."""
+
+    alice: str = "U0ALICE"  # incident responder (also an approver, so self-approval can be tried)
+    bob: str = "U0BOB"
+    carol: str = "U0CAROL"
+    mallory: str = "U0MALLORY"
+
+    @property
+    def names(self) -> dict[str, str]:
+        return {self.alice: "alice", self.bob: "bob", self.carol: "carol", self.mallory: "mallory"}
+
+
+class LocalStack:
+    """Start with ``with LocalStack() as stack:``; everything started is stopped on exit."""
+
+    def __init__(
+        self,
+        *,
+        verify_timeout: float = 10.0,
+        database_url: str | None = None,
+        log_stream: TextIO | None = None,
+        seed: tuple[SeedRecord, ...] = SEED,
+        vault: OpenBaoServer | None = None,
+    ) -> None:
+        self.people = People()
+        self.verify_timeout = verify_timeout
+        self.log = log_stream if log_stream is not None else io.StringIO()
+        self._database_url = database_url
+        self._seed = seed
+        self._shared_vault = vault
+        self._exit = ExitStack()
+        self.bot_token = "xoxb-" + secrets.token_hex(12)
+        self.signing_secret = secrets.token_hex(16)
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._exit.close()
+
+    def _start(self) -> None:
+        self.workdir = Path(self._exit.enter_context(tempfile.TemporaryDirectory(prefix="breakglass-demo-")))
+        self.vault = self._shared_vault or self._exit.enter_context(OpenBaoServer())
+        self.bind = self._exit.enter_context(BindPair(zones=[ZONE], records=list(self._seed)))
+        # A shared OpenBao serves several stacks: give each its own KV path.
+        self.tsig_path = f"{TSIG_PATH}-{secrets.token_hex(4)}" if self._shared_vault else TSIG_PATH
+        approle = provision_breakglass(
+            self.vault,
+            tsig_path=self.tsig_path,
+            tsig=(self.bind.tsig_key_name, self.bind.tsig_algorithm, self.bind.tsig_secret),
+            role_name=f"breakglass-{secrets.token_hex(4)}" if self._shared_vault else "breakglass",
+        )
+        self.role_id, self.secret_id = approle.role_id, approle.secret_id
+        self.fake = self._exit.enter_context(FakeSlack(self.bot_token, users=self.people.names))
+        self.config_path = self.write_config()
+        settings = load_config(self.config_path)
+        upgrade(settings.database.url)
+        bootstrap.configure_logging(stream=self.log)
+        self.engine = bootstrap.build_engine(settings)
+        self._exit.callback(self.engine.dispose)
+        self.service: ChangeService = bootstrap.build_service(settings, self.engine)
+        slack = SlackSettings(
+            bot_token=SecretStr(self.bot_token),
+            signing_secret=SecretStr(self.signing_secret),
+            api_url=self.fake.api_url,
+        )
+        self.http = HttpServer(bootstrap.build_slack_app(self.service, slack), port=0).start_in_background()
+        self._exit.callback(self.http.stop)
+        self.slack = SlackClientSimulator(self.http.url, self.signing_secret, self.fake)
+
+    def write_config(self) -> Path:
+        secret_files = {"role-id": self.role_id, "secret-id": self.secret_id}
+        for name, value in secret_files.items():
+            path = self.workdir / name
+            path.write_text(value)
+            path.chmod(0o600)
+        database_url = self._database_url or f"sqlite:///{self.workdir / 'breakglass.db'}"
+        config = self.workdir / "breakglass.toml"
+        config.write_text(f"""
+[database]
+url = "{database_url}"
+
+[vault]
+address = "{self.vault.address}"
+role_id_file = "{self.workdir / "role-id"}"
+secret_id_file = "{self.workdir / "secret-id"}"
+timeout_seconds = 3
+
+[approvals]
+approvers = ["{self.people.alice}", "{self.people.bob}", "{self.people.carol}"]
+required = 2
+
+[verification]
+timeout_seconds = {self.verify_timeout}
+query_timeout_seconds = 1
+
+[[zones]]
+name = "{ZONE}"
+authoritative_servers = ["{self.bind.primary}", "{self.bind.secondary}"]
+
+[[zones.paths]]
+kind = "rfc2136"
+name = "bind-primary"
+server = "{self.bind.primary}"
+credentials = {{ source = "vault-kv", path = "{self.tsig_path}" }}
+""")
+        return config
