@@ -10,7 +10,6 @@ import sys
 from typing import TextIO
 
 import structlog
-from providers.rfc2136 import Rfc2136Path
 from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
@@ -23,6 +22,7 @@ from core.secrets import Secret
 from core.verification import ServerAddress
 from credentials.vault import VaultTsigSource
 from providers.authoritative import DnsAuthoritativeQuerier
+from providers.rfc2136 import Rfc2136Path
 from service.changes import ChangeService
 from service.propagation import PropagationChecker
 from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime

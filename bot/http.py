@@ -37,7 +37,7 @@ class HttpServer:
             make_wsgi_app(app), host=host, port=port, threads=threads, backlog=1024, ident="breakglass"
         )
         self.host = host
-        self.port = int(self._server.effective_port)  # type: ignore[union-attr]
+        self.port = int(self._server.effective_port)
         self._thread: threading.Thread | None = None
 
     @property

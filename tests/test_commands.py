@@ -42,8 +42,13 @@ def test_delete_has_no_values() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("", HelpCommand()), ("help", HelpCommand()), ("status", StatusCommand(None)),
-     ("status bg-abc234", StatusCommand("BG-ABC234")), ("rollback BG-ABC234", RollbackCommand("BG-ABC234"))],
+    [
+        ("", HelpCommand()),
+        ("help", HelpCommand()),
+        ("status", StatusCommand(None)),
+        ("status bg-abc234", StatusCommand("BG-ABC234")),
+        ("rollback BG-ABC234", RollbackCommand("BG-ABC234")),
+    ],
 )
 def test_other_commands(text: str, expected: object) -> None:
     assert parse(text) == expected

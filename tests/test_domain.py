@@ -35,13 +35,25 @@ def _plan(after: RRset | None = NEW) -> Plan:
 
 
 def _request() -> ChangeRequest:
-    return ChangeRequest("BG-TEST22", RequestKind.CHANGE, "example.test.", (RecordEdit(NEW.name, RecordType.A, NEW),),
-                         "INC-1", ALICE, NOW)
+    return ChangeRequest(
+        "BG-TEST22",
+        RequestKind.CHANGE,
+        "example.test.",
+        (RecordEdit(NEW.name, RecordType.A, NEW),),
+        "INC-1",
+        ALICE,
+        NOW,
+    )
 
 
 def test_happy_path_transitions_are_legal() -> None:
-    path = [RequestState.PENDING_APPROVAL, RequestState.APPROVED, RequestState.APPLYING, RequestState.VERIFYING,
-            RequestState.VERIFIED]
+    path = [
+        RequestState.PENDING_APPROVAL,
+        RequestState.APPROVED,
+        RequestState.APPLYING,
+        RequestState.VERIFYING,
+        RequestState.VERIFIED,
+    ]
     for current, new in zip(path, path[1:], strict=False):
         check_transition(current, new)
     assert is_terminal(RequestState.VERIFIED)
@@ -49,8 +61,12 @@ def test_happy_path_transitions_are_legal() -> None:
 
 @pytest.mark.parametrize(
     ("current", "new"),
-    [(RequestState.PENDING_APPROVAL, RequestState.APPLYING), (RequestState.DENIED, RequestState.APPROVED),
-     (RequestState.VERIFIED, RequestState.APPLYING), (RequestState.APPROVED, RequestState.VERIFIED)],
+    [
+        (RequestState.PENDING_APPROVAL, RequestState.APPLYING),
+        (RequestState.DENIED, RequestState.APPROVED),
+        (RequestState.VERIFIED, RequestState.APPLYING),
+        (RequestState.APPROVED, RequestState.VERIFIED),
+    ],
 )
 def test_illegal_transitions_are_refused(current: RequestState, new: RequestState) -> None:
     with pytest.raises(IllegalTransition):
