@@ -21,7 +21,24 @@ class TsigKey:
     secret: Secret  # base64, as in a BIND key file
 
 
-Credentials = TsigKey
+@dataclass(frozen=True)
+class ApiKey:
+    """An HTTP API key (e.g. PowerDNS ``X-API-Key``)."""
+
+    secret: Secret
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    """Temporary AWS credentials (STS); the key id is an identifier, the rest are secrets."""
+
+    access_key_id: str
+    secret_access_key: Secret
+    session_token: Secret | None = None
+    region: str = "us-east-1"
+
+
+Credentials = TsigKey | ApiKey | AwsCredentials
 
 
 @dataclass(frozen=True)
@@ -31,3 +48,4 @@ class LeaseInfo:
     source: str
     lease_id: str
     ttl_seconds: int
+    must_rotate: bool = False  # e.g. a sealed-envelope secret: once used, it must be replaced

@@ -29,6 +29,8 @@ class ChangePath(Protocol):
     """
 
     name: str
+    supported_types: frozenset[RecordType]
+    reads_need_credentials: bool  # API paths (PowerDNS, Route53) need a lease even to plan
 
     def read(self, name: str, rtype: RecordType, credentials: Credentials | None = None) -> RRset | None: ...
 

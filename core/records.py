@@ -20,6 +20,9 @@ class RecordType(StrEnum):
     AAAA = "AAAA"
     CNAME = "CNAME"
     TXT = "TXT"
+    MX = "MX"
+    SRV = "SRV"
+    NS = "NS"
 
     @classmethod
     def parse(cls, text: str) -> RecordType:
@@ -62,13 +65,35 @@ def normalize_value(rtype: RecordType, text: str) -> str:
             return str(ipaddress.IPv6Address(text.strip()))
         except ValueError:
             raise InvalidInput(f"`{text}` is not an IPv6 address.", hint="Example: 2001:db8::10") from None
-    if rtype is RecordType.CNAME:
+    if rtype in (RecordType.CNAME, RecordType.NS):
         return normalize_name(text)
+    if rtype is RecordType.MX:
+        return _numbers_then_host(text, 1, "MX", "10 mail.example.com")
+    if rtype is RecordType.SRV:
+        return _numbers_then_host(text, 3, "SRV", "10 5 443 svc.example.com")
     if len(text.encode()) > MAX_TXT_LENGTH:
         raise InvalidInput(f"TXT value is longer than {MAX_TXT_LENGTH} bytes.")
     if not text.isprintable():
         raise InvalidInput("TXT values may only hold printable characters.")
     return text
+
+
+def _numbers_then_host(text: str, count: int, what: str, example: str) -> str:
+    """MX/SRV: ``count`` 16-bit numbers then a host name, in canonical spacing."""
+    parts = text.split()
+    numbers, host = parts[:-1], parts[-1:] if parts else []
+    if len(numbers) != count or not host or not all(n.isdigit() and int(n) <= 65535 for n in numbers):
+        raise InvalidInput(f"`{text}` is not a valid {what} value.", hint=f'Example: "{example}" (in quotes).')
+    return " ".join([*(str(int(n)) for n in numbers), normalize_name(host[0])])
+
+
+def target_host(rtype: RecordType, value: str) -> str | None:
+    """The host name a record points at (CNAME/NS/MX/SRV), for target allow-lists."""
+    if rtype in (RecordType.CNAME, RecordType.NS):
+        return value
+    if rtype in (RecordType.MX, RecordType.SRV):
+        return value.split()[-1]
+    return None
 
 
 def check_ttl(ttl: int) -> int:

@@ -47,6 +47,9 @@ class _Key(dns.tsig.Key):
 class Rfc2136Path:
     """Changes one zone on its primary server by signed dynamic update over TCP."""
 
+    supported_types = frozenset(RecordType)
+    reads_need_credentials = False  # reading is a plain DNS query
+
     def __init__(self, name: str, server: ServerAddress, zone: str, timeout_seconds: float = 5.0) -> None:
         self.name = name
         self.server = server
