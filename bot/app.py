@@ -29,7 +29,8 @@ log = structlog.get_logger("breakglass.slack")
 HELP = (
     "*breakglass*: emergency DNS changes with pre-agreed approval and verification.\n"
     + USAGE
-    + "\nNames are fully qualified (api.example.com). Types: A, AAAA, CNAME, TXT."
+    + "\nNames are fully qualified (api.example.com). Types: A, AAAA, CNAME, TXT, MX, SRV, NS;"
+    + ' quote values with spaces (TXT text, "10 mx.example.com").'
 )
 
 Lazy = Callable[..., None]

@@ -38,8 +38,11 @@ class ChangePath(Protocol):
 
 
 class Lease(Protocol):
-    info: LeaseInfo
-    credentials: Credentials
+    @property
+    def info(self) -> LeaseInfo: ...
+
+    @property
+    def credentials(self) -> Credentials: ...
 
     def revoke(self) -> None:
         """Revoke the lease now; raises CredentialError if that fails (it still expires by TTL)."""

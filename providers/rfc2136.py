@@ -73,6 +73,8 @@ class Rfc2136Path:
     def apply(self, changes: Sequence[RRsetChange], credentials: Credentials) -> None:
         if not changes:
             return
+        if not isinstance(credentials, TsigKey):
+            raise ProviderError(f"Change path {self.name} needs a TSIG key, got {type(credentials).__name__}.")
         key = self._key(credentials)
         update = dns.update.UpdateMessage(self.zone)
         for change in changes:
@@ -97,9 +99,7 @@ class Rfc2136Path:
 
     # --- building the update -------------------------------------------------------------
 
-    def _key(self, credentials: Credentials) -> _Key:
-        if not isinstance(credentials, TsigKey):
-            raise ProviderError(f"Change path {self.name} needs a TSIG key, got {type(credentials).__name__}.")
+    def _key(self, credentials: TsigKey) -> _Key:
         algorithm = _ALGORITHMS.get(str(credentials.algorithm))
         if algorithm is None:
             raise ProviderError(

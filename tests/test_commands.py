@@ -34,6 +34,13 @@ def test_slack_formatting_is_undone() -> None:
     assert command.reason == "INC 7"
 
 
+def test_mx_and_srv_values_are_quoted_and_normalised() -> None:
+    command = parse('set example.test MX "10 MX1.example.test" "20 mx2.example.test." reason="mail failover"')
+    assert isinstance(command, ChangeCommand)
+    assert command.edits[0].after is not None
+    assert command.edits[0].after.values == ("10 mx1.example.test.", "20 mx2.example.test.")
+
+
 def test_delete_has_no_values() -> None:
     command = parse('delete old.example.test AAAA reason="decommissioned"')
     assert isinstance(command, ChangeCommand)
@@ -60,7 +67,8 @@ def test_other_commands(text: str, expected: object) -> None:
         ("set api.example.test A 203.0.113.10", "reason is required"),
         ('set api.example.test A 203.0.113.999 reason="x"', "not an IPv4 address"),
         ('set api.example.test AAAA 203.0.113.1 reason="x"', "not an IPv6 address"),
-        ('set api.example.test MX 10 mx.example.test reason="x"', "not supported"),
+        ('set api.example.test CAA "0 issue ca.example" reason="x"', "not supported"),
+        ('set api.example.test MX 10 mx.example.test reason="x"', "not a valid MX value"),
         ('set api.example.test A reason="x"', "needs a name, a type and at least one value"),
         ('set api.example.test A 203.0.113.1 ttl=abc reason="x"', "not a number"),
         ('set api.example.test A 203.0.113.1 ttl=0 reason="x"', "out of range"),
