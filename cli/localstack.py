@@ -30,7 +30,10 @@ from store.migrate import upgrade
 
 ZONE = "example.test."
 TSIG_PATH = "breakglass/tsig/example.test"
-SEED: tuple[SeedRecord, ...] = (("api.example.test.", "A", 300, "192.0.2.10"),)
+SEED: tuple[SeedRecord, ...] = (
+    ("api.example.test.", "A", 300, "192.0.2.10"),
+    ("www.example.test.", "CNAME", 300, "api.example.test."),
+)
 
 
 @dataclass(frozen=True)

@@ -262,7 +262,7 @@ class ChangeService:
                     },
                 )
             )
-            check_still_current(stored.plan, route.path)
+            check_still_current(stored.plan, route.path, lease.credentials)
             started = time.monotonic()
             route.path.apply(stored.plan.changes, lease.credentials)
             applied_at = time.monotonic()

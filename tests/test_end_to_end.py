@@ -11,6 +11,8 @@ import json
 import threading
 import time
 
+import hvac.exceptions
+import pytest
 from sqlalchemy import text
 
 from cli.localstack import LocalStack
@@ -73,6 +75,10 @@ def test_change_is_approved_applied_verified_then_rolled_back(stack: LocalStack,
     ):
         assert expected in events
     assert events.index(EventKind.CREDENTIALS_REVOKED) < events.index(EventKind.VERIFIED)
+    (leased,) = [e for e in status.events if e.kind is EventKind.CREDENTIALS_LEASED]
+    accessor = str(leased.details["lease_id"])
+    with pytest.raises(hvac.exceptions.VaultError):  # the Vault token really is gone, not just "marked"
+        stack.vault.client().auth.token.lookup_accessor(accessor)
     message = slack.message_json(approve)
     assert '"approve"' not in message and "Roll back" in message  # decision removed the buttons
 
@@ -162,6 +168,23 @@ def test_malformed_command_and_unknown_zone_are_explained_privately(stack: Local
     slack.command(p.alice, 'set www.elsewhere.test A 203.0.113.10 reason="x"')
     said = slack.response_url_text()
     assert "not in any zone breakglass manages" in said and "example.test." in said
+    assert slack.top_level_posts() == [] and stack.service.recent(10) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ('set www.example.test A 203.0.113.10 reason="x"', "is a CNAME, so it cannot also have A records"),
+        ('set api.example.test CNAME lb.example.test reason="x"', "already has A records"),
+        ('set example.test NS ns9.example.test reason="x"', "apex NS records"),
+        ('set api.example.test A 192.0.2.10 ttl=300 reason="x"', "Nothing to change"),
+    ],
+)
+def test_unsafe_or_empty_plans_are_refused_before_approval(
+    stack: LocalStack, slack: SlackDriver, command: str, says: str
+) -> None:
+    slack.command(stack.people.alice, command)
+    assert says in slack.response_url_text()
     assert slack.top_level_posts() == [] and stack.service.recent(10) == []
 
 
