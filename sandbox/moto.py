@@ -59,7 +59,7 @@ class MotoServer:
 
     def reset(self) -> None:
         """Forget every zone, role and credential (moto's own reset endpoint)."""
-        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310 (loopback http)
         with _OPENER.open(request, timeout=5):
             pass
 
