@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +27,7 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 
 from core.verification import ServerAddress
@@ -363,3 +364,174 @@ def _free_on_v6(port: int) -> bool:
             except OSError:
                 return False
     return True
+
+
+class BindServer:
+    """One more named on loopback: a static zone server (e.g. a parent zone that delegates) or a caching resolver.
+
+    ``zones`` maps a zone to its records; each zone gets a SOA and ``NS ns.<zone>`` (``A 127.0.0.1``)
+    so that delegations (NS + glue) can be written as plain records. ``forwards`` maps a zone to
+    the servers a recursive resolver forwards it to (``forward only``); with any forward the server
+    does recursion and caches. Its root hints point at loopback, so it never asks the real root servers.
+    """
+
+    def __init__(
+        self,
+        zones: Mapping[str, Sequence[SeedRecord]] | None = None,
+        *,
+        forwards: Mapping[str, Sequence[ServerAddress]] | None = None,
+        ipv6: bool = False,
+    ) -> None:
+        self.zones = {_absolute(z): list(records) for z, records in (zones or {}).items()}
+        self.forwards = {_absolute(z): list(servers) for z, servers in (forwards or {}).items()}
+        if not self.zones and not self.forwards:
+            raise ValueError("BindServer needs at least one zone or forward")
+        self.ipv6 = ipv6
+        self._run_dir: Path | None = None
+        self._port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> ServerAddress:
+        if self._port is None:
+            raise RuntimeError("BindServer is not started")
+        return ServerAddress(LOOPBACK, self._port)
+
+    @property
+    def address_v6(self) -> ServerAddress:
+        if not self.ipv6:
+            raise RuntimeError("BindServer was started without ipv6=True")
+        return ServerAddress(IPV6_LOOPBACK, self.address.port)
+
+    @property
+    def log(self) -> Path:
+        if self._run_dir is None:
+            raise RuntimeError("BindServer is not started")
+        return self._run_dir / "named.log"
+
+    def start(self) -> BindServer:
+        if not NAMED.exists():
+            raise RuntimeError(f"{NAMED} not found: install BIND with `apt-get install bind9`")
+        if self._run_dir is not None:
+            raise RuntimeError("BindServer is already started")
+        self._run_dir = Path(tempfile.mkdtemp(prefix="breakglass-named-"))
+        try:
+            self._port = self._pick_port()
+            for zone, records in self.zones.items():
+                (self._run_dir / _zone_file(zone)).write_text(_static_zone_text(zone, records))
+            (self._run_dir / "root.hint").write_text(_LOOPBACK_ROOT_HINTS)
+            conf = self._run_dir / "named.conf"
+            conf.write_text(self._conf())
+            with self.log.open("wb") as stderr:
+                self._proc = subprocess.Popen(
+                    [str(NAMED), "-g", "-c", str(conf)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=stderr,
+                    stderr=stderr,
+                    start_new_session=True,
+                )
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = None
+        self._port = None
+
+    def __enter__(self) -> BindServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _pick_port(self) -> int:
+        for _ in range(50):
+            port = free_port()
+            if not self.ipv6 or _free_on_v6(port):
+                return port
+        raise RuntimeError("no free loopback port found")
+
+    def _conf(self) -> str:
+        directory = self._run_dir
+        port = self.address.port
+        v6 = f"listen-on-v6 port {port} {{ ::1; }};" if self.ipv6 else "listen-on-v6 { none; };"
+        recursion = "yes" if self.forwards else "no"
+        lines = [
+            "options {",
+            f'  directory "{directory}";',
+            f'  pid-file "{directory}/named.pid";',
+            f'  session-keyfile "{directory}/session.key";',
+            f"  listen-on port {port} {{ 127.0.0.1; }};",
+            f"  {v6}",
+            f"  recursion {recursion};",
+            "  allow-recursion { 127.0.0.1; ::1; };",
+            "  allow-query { 127.0.0.1; ::1; };",
+            "  dnssec-validation no;",
+            "  notify no;",
+            "  query-source address 127.0.0.1;",
+            "  query-source-v6 address ::1;",
+            "};",
+            "controls { };",
+        ]
+        if self.forwards:
+            lines.append('zone "." { type hint; file "root.hint"; };')
+        for zone in self.zones:
+            lines.append(f'zone "{zone}" {{ type primary; file "{_zone_file(zone)}"; }};')
+        for zone, servers in self.forwards.items():
+            targets = " ".join(f"{s.host} port {s.port};" for s in servers)
+            lines.append(f'zone "{zone}" {{ type forward; forward only; forwarders {{ {targets} }}; }};')
+        return "\n".join(lines) + "\n"
+
+    def _wait_ready(self) -> None:
+        def answering() -> bool:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"named exited with status {self._proc.returncode}:\n{self._log_tail()}")
+            if self.zones:
+                query = dns.message.make_query(next(iter(self.zones)), dns.rdatatype.SOA, flags=0)
+            else:  # a resolver: ask about itself, which needs no recursion
+                query = dns.message.make_query("version.bind.", dns.rdatatype.TXT, dns.rdataclass.CH, flags=0)
+            try:
+                response = dns.query.udp(query, LOOPBACK, timeout=0.3, port=self.address.port)
+            except dns.exception.DNSException:
+                return False
+            return response.rcode() == dns.rcode.NOERROR and (not self.zones or bool(response.flags & dns.flags.AA))
+
+        try:
+            wait_until(answering, _START_TIMEOUT, "named answering")
+        except TimeoutError as exc:
+            raise RuntimeError(f"{exc}; named's log {self._log_tail()}") from None
+
+    def _log_tail(self) -> str:
+        return f"{self.log}:\n" + self.log.read_text(errors="replace")[-2000:]
+
+
+# Priming queries go to loopback port 53 (where nothing of ours listens) instead of the Internet's root servers.
+_LOOPBACK_ROOT_HINTS = ". 3600000 NS a.root.invalid.\na.root.invalid. 3600000 A 127.0.0.1\n"
+
+
+def _static_zone_text(zone: str, records: Sequence[SeedRecord]) -> str:
+    lines = [
+        "$TTL 300",
+        f"@ IN SOA ns.{zone} hostmaster.{zone} ( 1 3600 600 86400 60 )",
+        f"@ IN NS ns.{zone}",
+        "ns IN A 127.0.0.1",
+    ]
+    lines += [
+        f"{_absolute(name)} {ttl} IN {rtype.upper()} {_zone_value(rtype, value)}" for name, rtype, ttl, value in records
+    ]
+    return "\n".join(lines) + "\n"

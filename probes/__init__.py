@@ -1,0 +1,1 @@
+"""Adapters that look at the targets a record points to (is the new address actually up?)."""
