@@ -43,6 +43,14 @@ class RefusalReason(StrEnum):
     ALREADY_APPROVED = "already_approved"
     NOT_PENDING = "not_pending"
     NOT_ALLOWED_TO_REQUEST = "not_allowed_to_request"
+    NO_MATCHING_RULE = "no_matching_rule"  # no policy rule covers the record: denied
+    CANNOT_BE_APPROVED = "cannot_be_approved"  # too few eligible people for the rule(s)
+    EMERGENCY_NOT_ALLOWED = "emergency_not_allowed"
+    UNKNOWN_KEY = "unknown_key"  # an out-of-band statement signed by a key not in the policy
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_REQUEST = "wrong_request"  # a statement made for another request (replay)
+    STALE_PLAN = "stale_plan"  # a statement bound to another plan digest
+    STATEMENT_EXPIRED = "statement_expired"  # too old, or dated in the future
 
 
 class ApprovalRefused(BreakglassError):
