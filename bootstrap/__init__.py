@@ -18,10 +18,14 @@ from approvals.roster import ApproverRoster
 from bot.app import build_app
 from config import AppConfig, SlackSettings, ZoneConfig, read_secret
 from core.models import Principal, PrincipalSource
+from core.records import normalize_name
 from core.secrets import Secret
 from core.verification import ServerAddress
 from credentials.vault import VaultTsigSource
+from probes.liveness import RecordProber
 from providers.authoritative import DnsAuthoritativeQuerier
+from providers.discovery import DnsAddressResolver
+from providers.inspection import DnsZoneInspector, InspectionSettings, servers_of
 from providers.rfc2136 import Rfc2136Path
 from service.changes import ChangeService
 from service.propagation import PropagationChecker
@@ -66,7 +70,21 @@ def _zone_runtime(config: AppConfig, zone: ZoneConfig) -> ZoneRuntime:
         )
         provider = Rfc2136Path(path.name, ServerAddress.parse(path.server), zone.name, path.timeout_seconds)
         paths.append(PathRuntime(provider, source))
-    return ZoneRuntime(zone.name, tuple(paths), zone.servers())
+    return ZoneRuntime(zone.name, tuple(paths), tuple(p.to_probe() for p in zone.probes))
+
+
+def _inspection(config: AppConfig, zone: ZoneConfig) -> InspectionSettings:
+    checks = zone.verification
+    return InspectionSettings(
+        servers=servers_of(zone.authoritative_servers),
+        discover=checks.discover,
+        discover_via=servers_of(checks.discover_via),
+        ns_port=checks.ns_port,
+        ns_ports={normalize_name(k): v for k, v in checks.ns_ports.items()},
+        parent_servers=servers_of(checks.parent_servers),
+        resolvers=servers_of(checks.resolvers),
+        timeout=config.verification.query_timeout_seconds,
+    )
 
 
 def build_engine(config: AppConfig) -> Engine:
@@ -78,13 +96,21 @@ def build_service(config: AppConfig, engine: Engine) -> ChangeService:
     roster = ApproverRoster(
         frozenset(Principal(PrincipalSource.SLACK, a) for a in config.approvals.approvers), config.approvals.required
     )
-    querier = DnsAuthoritativeQuerier(timeout_seconds=config.verification.query_timeout_seconds)
+    timeout = config.verification.query_timeout_seconds
+    inspector = DnsZoneInspector({z.name: _inspection(config, z) for z in config.zones})
+    resolve = DnsAddressResolver(
+        authoritative=tuple(s for z in config.zones for s in servers_of(z.authoritative_servers)),
+        resolvers=tuple(s for z in config.zones for s in servers_of(z.verification.resolvers)),
+        timeout=timeout,
+    )
     return ChangeService(
         ZoneDirectory([_zone_runtime(config, z) for z in config.zones]),
         SqlRequestStore(engine),
         roster,
-        PropagationChecker(querier),
+        PropagationChecker(DnsAuthoritativeQuerier(timeout_seconds=timeout)),
         config.verification.timeout_seconds,
+        inspector,
+        RecordProber(resolve),
     )
 
 

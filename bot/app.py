@@ -18,7 +18,18 @@ from slack_sdk.webhook import WebhookClient
 from bot.anchor import MessageRef
 from bot.commands import USAGE, ChangeCommand, HelpCommand, RollbackCommand, StatusCommand, parse
 from bot.notifier import SlackThreadNotifier
-from bot.render import APPROVE, DENY, ROLLBACK, escape, recent_text, request_blocks, request_text, status_text, who
+from bot.render import (
+    APPROVE,
+    DENY,
+    RECHECK,
+    ROLLBACK,
+    escape,
+    recent_text,
+    request_blocks,
+    request_text,
+    status_text,
+    who,
+)
 from core.errors import BreakglassError
 from core.models import Principal, PrincipalSource
 from core.ports import StoredRequest
@@ -54,6 +65,7 @@ def build_app(service: ChangeService, signing_secret: str, client: WebClient) ->
     app.action(APPROVE)(ack=_ack_only, lazy=[listeners.approve])
     app.action(DENY)(ack=_ack_only, lazy=[listeners.deny])
     app.action(ROLLBACK)(ack=_ack_only, lazy=[listeners.rollback])
+    app.action(RECHECK)(ack=_ack_only, lazy=[listeners.recheck])
     return app
 
 
@@ -142,6 +154,10 @@ class _Listeners:
         request_id = body["actions"][0]["value"]
         self.service.deny(request_id, _slack_user(body["user"]["id"]))
         self.notifier.update_message(request_id)
+
+    @_guarded(_tell_clicker)
+    def recheck(self, body: dict[str, Any]) -> None:
+        self.service.recheck(body["actions"][0]["value"], _slack_user(body["user"]["id"]), self.notifier)
 
     @_guarded(_tell_clicker)
     def rollback(self, body: dict[str, Any]) -> None:

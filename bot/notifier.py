@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import structlog
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.anchor import MessageRef
-from bot.render import escape, request_blocks, request_text, verification_blocks, verification_text
+from bot.render import (
+    escape,
+    polling_text,
+    request_blocks,
+    request_text,
+    verification_blocks,
+    verification_text,
+)
 from core.ports import StoredRequest
-from core.verification import VerificationReport
+from core.verification import VerificationOutcome, VerificationReport
 from service.changes import ChangeService
 
 log = structlog.get_logger("breakglass.slack")
@@ -18,9 +28,13 @@ log = structlog.get_logger("breakglass.slack")
 class SlackThreadNotifier:
     """Posts progress into the request's thread and keeps its main message current."""
 
+    LIVE_UPDATE_SECONDS = 1.0  # chat.update is rate limited; once a second is plenty for people
+
     def __init__(self, client: WebClient, service: ChangeService) -> None:
         self._client = client
         self._service = service
+        self._lock = threading.Lock()
+        self._live: dict[str, tuple[str, float]] = {}  # request id -> (progress message ts, last update)
 
     def progress(self, stored: StoredRequest, text: str) -> None:
         ref = MessageRef.decode(stored.anchor)
@@ -29,13 +43,37 @@ class SlackThreadNotifier:
         self.update_message(stored.request.id)
         self._post(ref, text=escape(text))
 
-    def finished(self, stored: StoredRequest, report: VerificationReport | None) -> None:
+    def verifying(self, stored: StoredRequest, report: VerificationReport) -> None:
+        """One progress message in the thread, edited at most once a second while polling."""
+        ref = MessageRef.decode(stored.anchor)
+        if ref is None:
+            return
+        with self._lock:
+            live = self._live.get(stored.request.id)
+            now = time.monotonic()
+            if live is not None and now - live[1] < self.LIVE_UPDATE_SECONDS:
+                return
+            self._live[stored.request.id] = (live[0] if live else "", now)
+        text = polling_text(report)
+        try:
+            if live is None or not live[0]:
+                response = self._client.chat_postMessage(channel=ref.channel, thread_ts=ref.ts, text=text)
+                with self._lock:
+                    self._live[stored.request.id] = (str(response["ts"]), now)
+            else:
+                self._client.chat_update(channel=ref.channel, ts=live[0], text=text)
+        except SlackApiError as error:
+            log.warning("slack.progress_failed", request_id=stored.request.id, error=error.response.get("error"))
+
+    def finished(self, stored: StoredRequest, outcome: VerificationOutcome | None) -> None:
+        with self._lock:
+            self._live.pop(stored.request.id, None)
         ref = MessageRef.decode(stored.anchor)
         if ref is None:
             return
         self.update_message(stored.request.id)  # first, so the verdict never precedes the final state
-        if report is not None:
-            self._post(ref, text=verification_text(report), blocks=verification_blocks(report))
+        if outcome is not None:
+            self._post(ref, text=verification_text(outcome), blocks=verification_blocks(outcome))
 
     def update_message(self, request_id: str) -> None:
         status = self._service.status(request_id)

@@ -20,11 +20,11 @@ from core.events import EventKind
 from core.models import Principal, PrincipalSource, RequestKind, RRsetChange
 from core.ports import StoredRequest
 from core.records import RRset
-from core.states import RequestState
-from core.verification import VerificationReport
-from service.changes import RequestStatus
+from core.states import RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
+from core.verification import VerificationOutcome, VerificationReport
+from service.changes import RequestStatus, verdict
 
-APPROVE, DENY, ROLLBACK = "approve", "deny", "rollback"
+APPROVE, DENY, ROLLBACK, RECHECK = "approve", "deny", "rollback", "recheck"
 MAX_CHANGES_SHOWN = 10
 
 STATE_LABEL: dict[RequestState, str] = {
@@ -36,6 +36,8 @@ STATE_LABEL: dict[RequestState, str] = {
     RequestState.APPLY_FAILED: ":x: Not applied: change path failed",
     RequestState.VERIFYING: ":mag: Applied, verifying on every authoritative server",
     RequestState.VERIFIED: ":white_check_mark: Verified on every authoritative server",
+    RequestState.RECOVERED: ":white_check_mark: Recovered: served everywhere and the new target is live",
+    RequestState.VERIFIED_NOT_LIVE: ":warning: Served everywhere, but the new target is not live",
     RequestState.VERIFICATION_FAILED: ":warning: Applied, but not every server serves it",
 }
 
@@ -119,11 +121,12 @@ def _buttons(status: RequestStatus) -> list[ButtonElement]:
             ButtonElement(text="Approve", action_id=APPROVE, value=request_id, style="primary"),
             ButtonElement(text="Deny", action_id=DENY, value=request_id, style="danger"),
         ]
-    if state in (RequestState.VERIFIED, RequestState.VERIFICATION_FAILED) and (
-        status.stored.request.kind is RequestKind.CHANGE
-    ):
-        return [ButtonElement(text="Roll back", action_id=ROLLBACK, value=request_id)]
-    return []
+    buttons = []
+    if state in RECHECK_ALLOWED:
+        buttons.append(ButtonElement(text="Verify again", action_id=RECHECK, value=request_id))
+    if state in ROLLBACK_ALLOWED and status.stored.request.kind is RequestKind.CHANGE:
+        buttons.append(ButtonElement(text="Roll back", action_id=ROLLBACK, value=request_id))
+    return buttons
 
 
 def request_text(status: RequestStatus) -> str:
@@ -133,43 +136,71 @@ def request_text(status: RequestStatus) -> str:
     return f"{request.id}: {escape(changes)} — {STATE_LABEL[status.stored.state]}"
 
 
-def verification_lines(report: VerificationReport) -> list[str]:
+def verification_lines(outcome: VerificationOutcome) -> list[str]:
     lines = []
-    for r in report.results:
+    for r in outcome.report.results:
         mark = ":white_check_mark:" if r.served else ":x:"
         timing = f"{r.seconds_to_serve:.2f} s" if r.seconds_to_serve is not None else "not serving it"
         lines.append(f"{mark} `{r.server}` {escape(r.name)} {r.rtype}: {escape(r.last_answer.describe())} — {timing}")
+    lines += [f":x: {escape(problem)}" for problem in outcome.server_problems]
+    for liveness in outcome.liveness:
+        lines += [f"{':white_check_mark:' if p.ok else ':x:'} probe {escape(p.describe())}" for p in liveness.results]
+        if liveness.problem:
+            lines.append(f":x: probe of {escape(liveness.name)}: {escape(liveness.problem)}")
+    lines += [f":warning: {escape(warning)}" for warning in outcome.delegation_warnings]
+    lines += [
+        f"{':white_check_mark:' if v.follows else ':hourglass:'} resolver {escape(v.description)}"
+        for v in outcome.resolver_views
+    ]
     return lines
 
 
-def verification_blocks(report: VerificationReport) -> list[dict[str, Any]]:
-    verdict = (
-        f":white_check_mark: *Verified*: every authoritative server serves the new value "
-        f"({report.elapsed_seconds:.2f} s after apply)."
-        if report.verified
-        else f":warning: *Verification failed* after {report.timeout_seconds:.0f} s: "
-        f"{len(report.lagging())} of {len(report.results)} answers do not match yet."
+def verdict_text(outcome: VerificationOutcome) -> str:
+    """The first line of the result; starts with the words people (and tests) look for."""
+    state, _ = verdict(outcome)
+    report = outcome.report
+    if state is RequestState.RECOVERED:
+        return (
+            "Recovered: every authoritative server serves the change and the new target is live "
+            f"({report.elapsed_seconds:.2f} s)."
+        )
+    if state is RequestState.VERIFIED:
+        return f"Verified on every authoritative server ({report.elapsed_seconds:.2f} s after apply)."
+    if state is RequestState.VERIFIED_NOT_LIVE:
+        return (
+            "Verified, but the new target is not live: recovery is NOT declared. Check the target, then Verify again."
+        )
+    return (
+        f"Verification failed after {report.timeout_seconds:.0f} s: {len(report.lagging())} of "
+        f"{len(report.results)} answers do not match yet. Verify again, roll back, or fix the lagging servers."
     )
-    lines = verification_lines(report)
-    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=verdict))]
+
+
+def verification_blocks(outcome: VerificationOutcome) -> list[dict[str, Any]]:
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=f"*{escape(verdict_text(outcome))}*"))]
     chunk: list[str] = []
-    for line in lines:  # a section holds 3000 characters; long tables span several
+    for line in verification_lines(outcome):  # a section holds 3000 characters; long tables span several
         if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
             blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
             chunk = []
+            if len(blocks) >= 45:
+                chunk = ["…the rest of the table is in `/dns status`."]
+                break
         chunk.append(line)
-        if len(blocks) >= 45:
-            break
     if chunk:
         blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
     return [b.to_dict() for b in blocks]
 
 
-def verification_text(report: VerificationReport) -> str:
+def verification_text(outcome: VerificationOutcome) -> str:
+    return verdict_text(outcome) + "\n" + "\n".join(verification_lines(outcome))
+
+
+def polling_text(report: VerificationReport) -> str:
+    served = sum(1 for r in report.results if r.served)
     return (
-        ("Verified on every authoritative server" if report.verified else "Verification failed")
-        + "\n"
-        + "\n".join(verification_lines(report))
+        f":mag: Checking every authoritative server: {served} of {len(report.results)} answers "
+        f"serve the new value ({report.elapsed_seconds:.1f} s)…"
     )
 
 

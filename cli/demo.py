@@ -86,7 +86,8 @@ class Incident:
 
     def wait_verified(self, plan_ts: str, clicked_at: float, label: str) -> None:
         def verdict(call: SlackCall) -> bool:
-            return call.args.get("thread_ts") == plan_ts and "erif" in str(call.args.get("text", ""))
+            text = str(call.args.get("text", ""))
+            return call.args.get("thread_ts") == plan_ts and text.startswith(("Verif", "Recovered"))
 
         (call,) = self.fake.wait_for("chat.postMessage", timeout=WAIT, predicate=verdict)
         self.timings.phases[label] = call.at - clicked_at

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import InvalidInput
+from core.liveness import HttpProbe, HttpScheme, Probe, TcpProbe, TlsNameProbe
 from core.records import is_subdomain, normalize_name
 from core.verification import ServerAddress
 
@@ -52,10 +53,80 @@ class Rfc2136PathConfig(_Strict):
 PathConfig = Annotated[Rfc2136PathConfig, Field(discriminator="kind")]
 
 
+class ZoneVerificationConfig(_Strict):
+    """Where verification looks, besides the fixed ``authoritative_servers`` list."""
+
+    discover: bool = False  # use the zone's own NS set (every A/AAAA of every NS) instead of the fixed list
+    discover_via: list[str] = []  # authoritative servers to ask for the NS set (default: the fixed list)
+    ns_port: int = Field(default=53, ge=1, le=65535)
+    ns_ports: dict[str, int] = {}  # NS name -> port, for name servers on non-standard ports
+    parent_servers: list[str] = []  # ask these for the delegation and warn on a mismatch
+    resolvers: list[str] = []  # recursive resolvers to report cached answers from
+
+    @field_validator("discover_via", "parent_servers", "resolvers")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for server in value:
+            ServerAddress.parse(server)
+        return value
+
+
+class TcpProbeConfig(_Strict):
+    kind: Literal["tcp"]
+    port: int
+    timeout_seconds: float = 3.0
+
+    def to_probe(self) -> Probe:
+        return TcpProbe(self.port, self.timeout_seconds)
+
+
+class HttpProbeConfig(_Strict):
+    kind: Literal["http", "https"]
+    port: int | None = None
+    path: str = "/"
+    expect_status: tuple[int, int] = (200, 399)
+    host: str | None = None  # Host header; default the record's name
+    timeout_seconds: float = 5.0
+    verify_tls: bool = True
+    ca_file: str | None = None
+
+    def to_probe(self) -> Probe:
+        return HttpProbe(
+            HttpScheme(self.kind), self.port, self.path, self.expect_status, self.host, self.timeout_seconds,
+            self.verify_tls, self.ca_file,
+        )  # fmt: skip
+
+
+class TlsProbeConfig(_Strict):
+    kind: Literal["tls"]
+    port: int = 443
+    server_name: str | None = None  # default the record's name
+    timeout_seconds: float = 5.0
+    ca_file: str | None = None
+
+    def to_probe(self) -> Probe:
+        return TlsNameProbe(self.port, self.server_name, self.timeout_seconds, self.ca_file)
+
+
+ProbeConfig = Annotated[TcpProbeConfig | HttpProbeConfig | TlsProbeConfig, Field(discriminator="kind")]
+
+
 class ZoneConfig(_Strict):
     name: str
-    authoritative_servers: list[str] = Field(min_length=1)  # every server verification must see
+    authoritative_servers: list[str] = []  # every server verification must see (unless discovered)
     paths: list[PathConfig] = Field(min_length=1)  # change paths, tried in order
+    verification: ZoneVerificationConfig = ZoneVerificationConfig()
+    probes: list[ProbeConfig] = []  # liveness of the new target before a request counts as recovered
+
+    @model_validator(mode="after")
+    def _somewhere_to_verify(self) -> ZoneConfig:
+        if not self.authoritative_servers and not self.verification.discover:
+            raise ValueError("list authoritative_servers, or set verification.discover = true")
+        if self.verification.discover and not (self.verification.discover_via or self.authoritative_servers):
+            raise ValueError("verification.discover needs discover_via (or authoritative_servers) to ask")
+        for probe in self.probes:
+            probe.to_probe()  # validates ports, paths and status ranges now, not mid-incident
+        return self
 
     @field_validator("name")
     @classmethod

@@ -24,7 +24,13 @@ class EventKind(StrEnum):
     APPLY_FAILED = "apply_failed"
     APPLIED = "applied"
     SERVER_CHECKED = "server_checked"  # one authoritative server, one rrset: served or not, and when
+    PROBE_CHECKED = "probe_checked"  # one liveness probe of one target
+    DELEGATION_WARNING = "delegation_warning"
+    RESOLVER_VIEW = "resolver_view"
+    RECHECK_REQUESTED = "recheck_requested"
     VERIFIED = "verified"
+    RECOVERED = "recovered"
+    VERIFIED_NOT_LIVE = "verified_not_live"
     VERIFICATION_FAILED = "verification_failed"
     ROLLBACK_REQUESTED = "rollback_requested"
 

@@ -13,10 +13,18 @@ from typing import Protocol
 
 from core.credentials import Credentials, LeaseInfo
 from core.events import Event, NewEvent
+from core.liveness import LivenessReport, Probe
 from core.models import Approval, ChangeRequest, Plan, RRsetChange
 from core.records import RecordType, RRset
 from core.states import RequestState
-from core.verification import ServerAddress, ServerAnswer, VerificationReport
+from core.verification import (
+    ResolverView,
+    ServerAddress,
+    ServerAnswer,
+    ServerSet,
+    VerificationOutcome,
+    VerificationReport,
+)
 
 
 class ChangePath(Protocol):
@@ -60,6 +68,22 @@ class AuthoritativeQuerier(Protocol):
         """Ask ``server`` directly (recursion off); never raises for DNS-level failures."""
 
 
+class ZoneInspector(Protocol):
+    """Where a zone's authoritative servers are, and whether the rest of the world can see them."""
+
+    def authoritative_servers(self, zone: str) -> ServerSet: ...
+
+    def delegation_warnings(self, zone: str) -> tuple[str, ...]:
+        """Sentences for people when the parent's delegation does not match the zone's NS set."""
+
+    def resolver_views(self, change: RRsetChange) -> tuple[ResolverView, ...]: ...
+
+
+class LivenessProber(Protocol):
+    def probe(self, rrset: RRset, probes: Sequence[Probe]) -> LivenessReport:
+        """Probe the new target(s) of ``rrset``; never raises for network failures."""
+
+
 @dataclass(frozen=True)
 class StoredRequest:
     request: ChangeRequest
@@ -99,4 +123,7 @@ class Notifier(Protocol):
 
     def progress(self, stored: StoredRequest, text: str) -> None: ...
 
-    def finished(self, stored: StoredRequest, report: VerificationReport | None) -> None: ...
+    def verifying(self, stored: StoredRequest, report: VerificationReport) -> None:
+        """Called after each polling round; implementations throttle their own updates."""
+
+    def finished(self, stored: StoredRequest, outcome: VerificationOutcome | None) -> None: ...

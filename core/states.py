@@ -15,7 +15,9 @@ class RequestState(StrEnum):
     CONFLICT = "conflict"  # the record changed after planning; nothing applied
     APPLY_FAILED = "apply_failed"  # credentials or change path failed; nothing applied
     VERIFYING = "verifying"  # applied; waiting for every authoritative server
-    VERIFIED = "verified"
+    VERIFIED = "verified"  # every authoritative server serves it (no liveness probe configured)
+    RECOVERED = "recovered"  # verified, and every liveness probe of the new target passed
+    VERIFIED_NOT_LIVE = "verified_not_live"  # served everywhere, but the new target failed its probes
     VERIFICATION_FAILED = "verification_failed"
 
 
@@ -23,16 +25,29 @@ TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
     RequestState.PENDING_APPROVAL: frozenset({RequestState.APPROVED, RequestState.DENIED}),
     RequestState.APPROVED: frozenset({RequestState.APPLYING}),
     RequestState.APPLYING: frozenset({RequestState.VERIFYING, RequestState.CONFLICT, RequestState.APPLY_FAILED}),
-    RequestState.VERIFYING: frozenset({RequestState.VERIFIED, RequestState.VERIFICATION_FAILED}),
+    RequestState.VERIFYING: frozenset(
+        {
+            RequestState.VERIFIED,
+            RequestState.RECOVERED,
+            RequestState.VERIFIED_NOT_LIVE,
+            RequestState.VERIFICATION_FAILED,
+        }
+    ),
     RequestState.DENIED: frozenset(),
     RequestState.CONFLICT: frozenset(),
     RequestState.APPLY_FAILED: frozenset(),
     RequestState.VERIFIED: frozenset(),
-    RequestState.VERIFICATION_FAILED: frozenset(),
+    RequestState.RECOVERED: frozenset(),
+    # Checking again is always allowed where the last check did not declare recovery.
+    RequestState.VERIFIED_NOT_LIVE: frozenset({RequestState.VERIFYING}),
+    RequestState.VERIFICATION_FAILED: frozenset({RequestState.VERIFYING}),
 }
 
-# States after which the change may have reached DNS, so a rollback makes sense.
-ROLLBACK_ALLOWED = frozenset({RequestState.VERIFIED, RequestState.VERIFICATION_FAILED})
+# States after which the change reached (some) DNS servers, so a rollback makes sense.
+ROLLBACK_ALLOWED = frozenset(
+    {RequestState.VERIFIED, RequestState.RECOVERED, RequestState.VERIFIED_NOT_LIVE, RequestState.VERIFICATION_FAILED}
+)
+RECHECK_ALLOWED = frozenset({RequestState.VERIFIED_NOT_LIVE, RequestState.VERIFICATION_FAILED})
 
 
 def check_transition(current: RequestState, new: RequestState) -> None:
@@ -44,4 +59,5 @@ def check_transition(current: RequestState, new: RequestState) -> None:
 
 
 def is_terminal(state: RequestState) -> bool:
+    """No further step is possible (a recheck of a failed verification is, so that is not terminal)."""
     return not TRANSITIONS[state]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from core.liveness import LivenessReport
 from core.records import RecordType, RRset
 
 
@@ -77,3 +78,41 @@ class VerificationReport:
 
     def lagging(self) -> tuple[ServerResult, ...]:
         return tuple(r for r in self.results if not r.served)
+
+
+@dataclass(frozen=True)
+class ServerSet:
+    """The servers that must serve a change; ``problems`` name NS hosts that could not be checked."""
+
+    servers: tuple[ServerAddress, ...]
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResolverView:
+    """What one recursive resolver hands to clients now, so responders know when they follow."""
+
+    resolver: ServerAddress
+    follows: bool
+    description: str
+    remaining_ttl: int | None
+
+
+@dataclass(frozen=True)
+class VerificationOutcome:
+    """Everything verification found; ``recovered`` is the only verdict that declares recovery."""
+
+    report: VerificationReport
+    server_problems: tuple[str, ...] = ()
+    liveness: tuple[LivenessReport, ...] = ()
+    delegation_warnings: tuple[str, ...] = ()
+    resolver_views: tuple[ResolverView, ...] = ()
+
+    @property
+    def served_everywhere(self) -> bool:
+        return self.report.verified and not self.server_problems
+
+    @property
+    def live(self) -> bool | None:
+        """None when no probe was configured."""
+        return all(r.live for r in self.liveness) if self.liveness else None

@@ -258,3 +258,13 @@ def _os_error_text(exc: OSError) -> str:
     if isinstance(exc, ConnectionResetError):
         return "connection reset by the target"
     return exc.strerror or type(exc).__name__
+
+
+class RecordProber:
+    """The LivenessProber port: probes a record's new targets, resolving CNAMEs with ``resolve``."""
+
+    def __init__(self, resolve: AddressResolver | None = None) -> None:
+        self._resolve = resolve
+
+    def probe(self, rrset: RRset, probes: Sequence[Probe]) -> LivenessReport:
+        return probe_rrset(rrset, probes, resolve=self._resolve)

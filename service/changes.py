@@ -21,13 +21,15 @@ from core.errors import (
     RefusalReason,
 )
 from core.events import Event, EventKind, EventValue, NewEvent
-from core.models import SYSTEM, Approval, ChangeRequest, Principal, RecordEdit, RequestKind
-from core.ports import Lease, Notifier, RequestStore, StoredRequest
-from core.states import ROLLBACK_ALLOWED, RequestState
-from core.verification import VerificationReport
+from core.liveness import LivenessReport
+from core.models import SYSTEM, Approval, ChangeRequest, Principal, RecordEdit, RequestKind, RRsetChange
+from core.ports import Lease, LivenessProber, Notifier, RequestStore, StoredRequest, ZoneInspector
+from core.records import RecordType, RRset
+from core.states import RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
+from core.verification import VerificationOutcome, VerificationReport
 from service.planning import check_still_current, make_plan
 from service.propagation import PropagationChecker
-from service.zones import PathRuntime, ZoneDirectory
+from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime
 
 log = structlog.get_logger("breakglass.service")
 
@@ -57,8 +59,22 @@ class RequestStatus:
 @dataclass(frozen=True)
 class ExecutionResult:
     stored: StoredRequest
-    report: VerificationReport | None
+    outcome: VerificationOutcome | None
     error: BreakglassError | None
+
+
+PROBED_TYPES = frozenset({RecordType.A, RecordType.AAAA, RecordType.CNAME})
+
+
+def verdict(outcome: VerificationOutcome) -> tuple[RequestState, EventKind]:
+    """Recovery is declared only when every server serves the change and the target is live."""
+    if not outcome.served_everywhere:
+        return RequestState.VERIFICATION_FAILED, EventKind.VERIFICATION_FAILED
+    if outcome.live is None:
+        return RequestState.VERIFIED, EventKind.VERIFIED
+    if outcome.live:
+        return RequestState.RECOVERED, EventKind.RECOVERED
+    return RequestState.VERIFIED_NOT_LIVE, EventKind.VERIFIED_NOT_LIVE
 
 
 class ChangeService:
@@ -69,6 +85,8 @@ class ChangeService:
         roster: ApproverRoster,
         checker: PropagationChecker,
         verify_timeout: float,
+        inspector: ZoneInspector,
+        prober: LivenessProber,
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] = new_request_id,
@@ -78,6 +96,8 @@ class ChangeService:
         self._roster = roster
         self._checker = checker
         self._verify_timeout = verify_timeout
+        self._inspector = inspector
+        self._prober = prober
         self._now = now
         self._new_id = new_id
 
@@ -318,46 +338,100 @@ class ChangeService:
     def _verify(self, request_id: str, applied_at: float, notifier: Notifier) -> ExecutionResult:
         stored = self._store.get(request_id)
         zone = self.zones.get(stored.plan.zone)
-        report = self._checker.wait(stored.plan.changes, zone.servers, self._verify_timeout, since=applied_at)
-        for result in report.results:
-            self._store.append(
-                NewEvent(
-                    request_id,
-                    str(SYSTEM),
-                    EventKind.SERVER_CHECKED,
-                    {
-                        "server": str(result.server),
-                        "name": result.name,
-                        "type": result.rtype.value,
-                        "served": result.served,
-                        "seconds": result.seconds_to_serve,
-                        "answer": result.last_answer.describe(),
-                    },
-                )
-            )
-        final = RequestState.VERIFIED if report.verified else RequestState.VERIFICATION_FAILED
-        kind = EventKind.VERIFIED if report.verified else EventKind.VERIFICATION_FAILED
-        lagging = ",".join(sorted({str(r.server) for r in report.lagging()}))
+
+        def progress(report: VerificationReport) -> None:
+            notifier.verifying(stored, report)
+
+        outcome = self._outcome(zone, stored.plan.changes, applied_at, progress)
+        self._record_outcome(request_id, outcome)
+        final, kind = verdict(outcome)
+        lagging = ",".join(sorted({str(r.server) for r in outcome.report.lagging()}))
+        details: dict[str, EventValue] = {
+            "elapsed_seconds": round(outcome.report.elapsed_seconds, 3),
+            "lagging": lagging,
+            "problems": "; ".join(outcome.server_problems),
+        }
         self._store.transition(
-            request_id,
-            RequestState.VERIFYING,
-            final,
-            NewEvent(
-                request_id,
-                str(SYSTEM),
-                kind,
-                {"elapsed_seconds": round(report.elapsed_seconds, 3), "lagging": lagging},
-            ),
+            request_id, RequestState.VERIFYING, final, NewEvent(request_id, str(SYSTEM), kind, details)
         )
-        log.info(
-            "request.verified" if report.verified else "request.verification_failed",
-            request_id=request_id,
-            seconds=round(report.elapsed_seconds, 3),
-            lagging=lagging,
-        )
+        log.info(f"request.{final.value}", request_id=request_id, seconds=details["elapsed_seconds"], lagging=lagging)
         stored = self._store.get(request_id)
-        notifier.finished(stored, report)
-        return ExecutionResult(stored, report, None)
+        notifier.finished(stored, outcome)
+        return ExecutionResult(stored, outcome, None)
+
+    def _outcome(
+        self,
+        zone: ZoneRuntime,
+        changes: Sequence[RRsetChange],
+        since: float | None,
+        on_round: Callable[[VerificationReport], None] | None = None,
+    ) -> VerificationOutcome:
+        server_set = self._inspector.authoritative_servers(zone.name)
+        report = self._checker.wait(changes, server_set.servers, self._verify_timeout, since=since, on_round=on_round)
+        liveness: tuple[LivenessReport, ...] = ()
+        if report.verified and not server_set.problems and zone.probes:
+            liveness = tuple(
+                self._prober.probe(c.after, zone.probes)
+                for c in changes
+                if c.after is not None and c.rtype in PROBED_TYPES
+            )
+        return VerificationOutcome(
+            report=report,
+            server_problems=server_set.problems,
+            liveness=liveness,
+            delegation_warnings=self._inspector.delegation_warnings(zone.name),
+            resolver_views=tuple(v for c in changes for v in self._inspector.resolver_views(c)),
+        )
+
+    def _record_outcome(self, request_id: str, outcome: VerificationOutcome) -> None:
+        def event(kind: EventKind, details: dict[str, EventValue]) -> None:
+            self._store.append(NewEvent(request_id, str(SYSTEM), kind, details))
+
+        for result in outcome.report.results:
+            event(EventKind.SERVER_CHECKED, {
+                "server": str(result.server), "name": result.name, "type": result.rtype.value,
+                "served": result.served, "seconds": result.seconds_to_serve,
+                "answer": result.last_answer.describe(),
+            })  # fmt: skip
+        for report in outcome.liveness:
+            for probe in report.results:
+                event(EventKind.PROBE_CHECKED, {
+                    "name": report.name, "target": probe.target, "probe": probe.probe.describe(),
+                    "ok": probe.ok, "detail": probe.detail, "seconds": round(probe.seconds, 3),
+                })  # fmt: skip
+            if report.problem:
+                event(EventKind.PROBE_CHECKED, {"name": report.name, "ok": False, "detail": report.problem})
+        for warning in outcome.delegation_warnings:
+            event(EventKind.DELEGATION_WARNING, {"warning": warning})
+        for view in outcome.resolver_views:
+            event(EventKind.RESOLVER_VIEW, {
+                "resolver": str(view.resolver), "follows": view.follows, "answer": view.description,
+                "remaining_ttl": view.remaining_ttl,
+            })  # fmt: skip
+
+    def recheck(self, request_id: str, person: Principal, notifier: Notifier) -> ExecutionResult:
+        """Verify an applied change again (a lagging server may have caught up)."""
+        stored = self._store.get(request_id)
+        if stored.state not in RECHECK_ALLOWED or not self._store.transition(
+            request_id, stored.state, RequestState.VERIFYING,
+            NewEvent(request_id, str(person), EventKind.RECHECK_REQUESTED),
+        ):  # fmt: skip
+            raise InvalidInput(
+                f"{request_id} is `{stored.state.value}`; only a failed or not-live verification can be rechecked."
+            )
+        notifier.progress(self._store.get(request_id), "Checking every authoritative server again…")
+        return self._verify(request_id, time.monotonic(), notifier)
+
+    def verify_now(
+        self,
+        name: str,
+        rtype: RecordType,
+        desired: RRset | None,
+        on_round: Callable[[VerificationReport], None] | None = None,
+    ) -> VerificationOutcome:
+        """Standalone check (no request): does every authoritative server serve ``desired``?"""
+        zone = self.zones.for_name(name)
+        return self._outcome(zone, [RRsetChange(name, rtype, None, desired)], None, on_round)
 
     # --- reading ---------------------------------------------------------------
 

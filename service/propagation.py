@@ -34,8 +34,12 @@ class PropagationChecker:
         servers: Sequence[ServerAddress],
         timeout: float,
         since: float | None = None,
+        on_round: Callable[[VerificationReport], None] | None = None,
     ) -> VerificationReport:
-        """``since`` is the monotonic time the change was applied; times to serve count from it."""
+        """``since`` is the monotonic time the change was applied; times to serve count from it.
+
+        ``on_round`` sees the report so far after each polling round (for live progress).
+        """
         start = self._monotonic() if since is None else since
         results: dict[tuple[ServerAddress, str, str], ServerResult] = {}
         pending = [(server, change) for server in servers for change in changes]
@@ -54,7 +58,19 @@ class PropagationChecker:
             pending = still_pending
             if not pending or self._monotonic() - start >= timeout:
                 break
+            if on_round is not None:
+                on_round(self._report(results, changes, servers, start, timeout))
             self._sleep(min(delay, max(0.0, timeout - (self._monotonic() - start))))
             delay = min(delay * 2, self._max_delay)
+        return self._report(results, changes, servers, start, timeout)
+
+    def _report(
+        self,
+        results: dict[tuple[ServerAddress, str, str], ServerResult],
+        changes: Sequence[RRsetChange],
+        servers: Sequence[ServerAddress],
+        start: float,
+        timeout: float,
+    ) -> VerificationReport:
         ordered = tuple(results[(s, c.name, c.rtype)] for c in changes for s in servers)
         return VerificationReport(ordered, self._monotonic() - start, timeout)

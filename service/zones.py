@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.errors import ZoneNotConfigured
+from core.liveness import Probe
 from core.ports import ChangePath, CredentialSource
 from core.records import is_subdomain
-from core.verification import ServerAddress
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class PathRuntime:
 class ZoneRuntime:
     name: str
     paths: tuple[PathRuntime, ...]
-    servers: tuple[ServerAddress, ...]
+    probes: tuple[Probe, ...] = ()  # liveness checks of a change's new target before "recovered"
 
 
 class ZoneDirectory:
