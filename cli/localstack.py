@@ -61,13 +61,21 @@ class LocalStack:
         log_stream: TextIO | None = None,
         seed: tuple[SeedRecord, ...] = SEED,
         vault: OpenBaoServer | None = None,
+        notify: bool = True,
+        ipv6: bool = False,
+        zone_tables: str = "",
     ) -> None:
+        """``zone_tables``: extra TOML for the zone (``[[zones.probes]]``...), a str.format template
+        that may use ``{primary_port}`` and ``{secondary_port}``."""
         self.people = People()
         self.verify_timeout = verify_timeout
         self.log = log_stream if log_stream is not None else io.StringIO()
         self._database_url = database_url
         self._seed = seed
         self._shared_vault = vault
+        self._notify = notify
+        self._ipv6 = ipv6
+        self._zone_tables = zone_tables
         self._exit = ExitStack()
         self.bot_token = "xoxb-" + secrets.token_hex(12)
         self.signing_secret = secrets.token_hex(16)
@@ -86,7 +94,9 @@ class LocalStack:
     def _start(self) -> None:
         self.workdir = Path(self._exit.enter_context(tempfile.TemporaryDirectory(prefix="breakglass-demo-")))
         self.vault = self._shared_vault or self._exit.enter_context(OpenBaoServer())
-        self.bind = self._exit.enter_context(BindPair(zones=[ZONE], records=list(self._seed)))
+        self.bind = self._exit.enter_context(
+            BindPair(zones=[ZONE], records=list(self._seed), notify=self._notify, refresh_seconds=2, ipv6=self._ipv6)
+        )
         # A shared OpenBao serves several stacks: give each its own KV path.
         self.tsig_path = f"{TSIG_PATH}-{secrets.token_hex(4)}" if self._shared_vault else TSIG_PATH
         approle = provision_breakglass(
@@ -120,6 +130,10 @@ class LocalStack:
             path.write_text(value)
             path.chmod(0o600)
         database_url = self._database_url or f"sqlite:///{self.workdir / 'breakglass.db'}"
+        servers = [self.bind.primary, self.bind.secondary]
+        if self._ipv6:
+            servers += [self.bind.primary_v6, self.bind.secondary_v6]
+        server_list = ", ".join(f'"{s}"' for s in servers)
         config = self.workdir / "breakglass.toml"
         config.write_text(f"""
 [database]
@@ -141,12 +155,13 @@ query_timeout_seconds = 1
 
 [[zones]]
 name = "{ZONE}"
-authoritative_servers = ["{self.bind.primary}", "{self.bind.secondary}"]
+authoritative_servers = [{server_list}]
 
 [[zones.paths]]
 kind = "rfc2136"
 name = "bind-primary"
 server = "{self.bind.primary}"
 credentials = {{ source = "vault-kv", path = "{self.tsig_path}" }}
+{self._zone_tables.format(primary_port=self.bind.primary.port, secondary_port=self.bind.secondary.port)}
 """)
         return config
