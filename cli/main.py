@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.audit import audit_app
 from core.errors import BreakglassError
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic).")
 config_app = typer.Typer(no_args_is_help=True, help="Configuration checks.")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(audit_app, name="audit")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -130,6 +132,23 @@ def status(
         details = ", ".join(f"{k}={v}" for k, v in event.details.items())
         table.add_row(str(event.seq), f"{event.at:%H:%M:%S.%f}"[:-3], event.kind.value, event.actor, details)
     console.print(table)
+
+
+@app.command()
+def verify(
+    config: ConfigOption,
+    name: Annotated[str, typer.Argument(help="Record name, e.g. api.example.com.")],
+    rtype: Annotated[str, typer.Argument(metavar="TYPE", help="A, AAAA, CNAME, TXT, MX, SRV or NS.")],
+    values: Annotated[list[str] | None, typer.Argument(help="Expected values; none: just show the answers.")] = None,
+    ttl: Annotated[int | None, typer.Option(help="Expected TTL too (default: values only).")] = None,
+    absent: Annotated[bool, typer.Option("--absent", help="Expect the record to be gone.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait (default from config).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Ask every authoritative server directly until each serves the expected values (exit 1 if not)."""
+    from cli.verify import run_verify
+
+    raise typer.Exit(run_verify(console, config, name, rtype, values or [], ttl, absent, timeout, as_json))
 
 
 @app.command()

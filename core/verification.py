@@ -51,9 +51,13 @@ class ServerAnswer:
         return self.rrset.describe() if self.rrset else "(no record)"
 
 
-def serves(answer: ServerAnswer, desired: RRset | None) -> bool:
-    """True when the server authoritatively serves exactly ``desired`` (values and TTL)."""
-    return answer.status is AnswerStatus.ANSWER and answer.rrset == desired
+def serves(answer: ServerAnswer, desired: RRset | None, *, match_ttl: bool = True) -> bool:
+    """True when the server authoritatively serves exactly ``desired`` (values, and TTL unless told not to)."""
+    if answer.status is not AnswerStatus.ANSWER:
+        return False
+    if match_ttl or answer.rrset is None or desired is None:
+        return answer.rrset == desired
+    return answer.rrset.values == desired.values
 
 
 @dataclass(frozen=True)

@@ -365,9 +365,15 @@ class ChangeService:
         changes: Sequence[RRsetChange],
         since: float | None,
         on_round: Callable[[VerificationReport], None] | None = None,
+        *,
+        timeout: float | None = None,
+        match_ttl: bool = True,
     ) -> VerificationOutcome:
         server_set = self._inspector.authoritative_servers(zone.name)
-        report = self._checker.wait(changes, server_set.servers, self._verify_timeout, since=since, on_round=on_round)
+        report = self._checker.wait(
+            changes, server_set.servers, self._verify_timeout if timeout is None else timeout,
+            since=since, on_round=on_round, match_ttl=match_ttl,
+        )  # fmt: skip
         liveness: tuple[LivenessReport, ...] = ()
         if report.verified and not server_set.problems and zone.probes:
             liveness = tuple(
@@ -428,10 +434,17 @@ class ChangeService:
         rtype: RecordType,
         desired: RRset | None,
         on_round: Callable[[VerificationReport], None] | None = None,
+        *,
+        timeout: float | None = None,
+        match_ttl: bool = True,
     ) -> VerificationOutcome:
-        """Standalone check (no request): does every authoritative server serve ``desired``?"""
+        """Standalone check (no request): does every authoritative server serve ``desired``?
+
+        ``timeout=0`` asks each server once: what they answer now.
+        """
         zone = self.zones.for_name(name)
-        return self._outcome(zone, [RRsetChange(name, rtype, None, desired)], None, on_round)
+        change = RRsetChange(name, rtype, None, desired)
+        return self._outcome(zone, [change], None, on_round, timeout=timeout, match_ttl=match_ttl)
 
     # --- reading ---------------------------------------------------------------
 

@@ -35,6 +35,7 @@ class PropagationChecker:
         timeout: float,
         since: float | None = None,
         on_round: Callable[[VerificationReport], None] | None = None,
+        match_ttl: bool = True,
     ) -> VerificationReport:
         """``since`` is the monotonic time the change was applied; times to serve count from it.
 
@@ -48,7 +49,7 @@ class PropagationChecker:
             still_pending = []
             for server, change in pending:
                 answer = self._querier.query(server, change.name, change.rtype)
-                served = serves(answer, change.after)
+                served = serves(answer, change.after, match_ttl=match_ttl)
                 elapsed = self._monotonic() - start
                 results[(server, change.name, change.rtype)] = ServerResult(
                     server, change.name, change.rtype, served, elapsed if served else None, answer

@@ -117,3 +117,16 @@ def test_demo_plays_the_incident_and_exits_zero() -> None:
 def _get(url: str) -> str:
     with _OPENER.open(url, timeout=2) as response:
         return str(response.read().decode())
+
+
+def test_verify_reports_each_server_as_json_and_fails_when_not_served(stack: LocalStack) -> None:
+    config = str(stack.config_path)
+    ok = run("verify", "--config", config, "api.example.test", "A", "192.0.2.10", "--ttl", "300", "--json")
+    assert ok.returncode == 0, ok.stderr
+    result = json.loads(ok.stdout)
+    assert result["served_everywhere"] is True
+    assert {s["server"] for s in result["servers"]} == {str(stack.bind.primary), str(stack.bind.secondary)}
+    wrong = run("verify", "--config", config, "api.example.test", "A", "203.0.113.99", "--timeout", "0.5")
+    assert wrong.returncode == 1 and "not verified" in wrong.stdout and "192.0.2.10" in wrong.stdout
+    shown = run("verify", "--config", config, "www.example.test", "CNAME")
+    assert shown.returncode == 0 and "api.example.test." in shown.stdout
