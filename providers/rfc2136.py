@@ -17,7 +17,10 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdataset
+import dns.rdatatype
+import dns.rrset
 import dns.tsig
 import dns.update
 
@@ -149,11 +152,25 @@ class Rfc2136Path:
                 hint=f"Check that it is the primary for {self.zone} and allows queries from breakglass.",
             )
         if not response.flags & dns.flags.AA:
+            delegation = self._delegation(response, name, rtype)
+            if delegation is not None:
+                return delegation
             raise ProviderError(
                 f"{self.server} is not authoritative for {name}.",
                 hint=f"Point change path {self.name} at the primary server of {self.zone}.",
             )
         return None if rcode == dns.rcode.NXDOMAIN else find_answer(response, name, rtype)
+
+    def _delegation(self, response: dns.message.Message, name: str, rtype: RecordType) -> dns.rrset.RRset | None:
+        """The NS rrset of a delegation inside the zone.
+
+        The primary answers ``name NS`` at a delegation point with a referral (no AA), yet
+        those NS records are this zone's own data, and the ones an update would change.
+        """
+        inside = name != self.zone and is_subdomain(name, self.zone)
+        if rtype is not RecordType.NS or not inside or response.rcode() != dns.rcode.NOERROR:
+            return None
+        return response.get_rrset(response.authority, dns.name.from_text(name), dns.rdataclass.IN, dns.rdatatype.NS)
 
     def _send(self, message: dns.message.Message, credentials: TsigKey | None) -> dns.message.Message:
         updating = isinstance(message, dns.update.UpdateMessage)
