@@ -67,7 +67,11 @@ def measure(sim: SlackClientSimulator, button: Button, users: list[str], rounds:
     for r in range(rounds):
 
         def command(i: int, r: int = r) -> float:
-            text = "help" if ACK_ONLY else f'set api.example.test A 203.0.113.{(i % 200) + 1} ttl=60 reason="bench {r}-{i}"'
+            text = (
+                "help"
+                if ACK_ONLY
+                else f'set api.example.test A 203.0.113.{(i % 200) + 1} ttl=60 reason="bench {r}-{i}"'
+            )
             reply = sim.command(text, users[i % len(users)])
             assert reply.status == 200, reply
             return reply.seconds
@@ -119,8 +123,17 @@ def main() -> None:
         b, o = summary(bare[kind]), summary(bot[kind])
         ratio = o["p99_ms"] / b["p99_ms"]
         data[kind] = {"bare_bolt": b, "breakglass": o, "p99_ratio": ratio}
-        rows.append([kind, f"{b['p50_ms']:.1f}", f"{b['p99_ms']:.1f}", f"{o['p50_ms']:.1f}", f"{o['p99_ms']:.1f}",
-                     f"{ratio:.2f}x", "yes" if ratio <= 1.3 else "NO"])
+        rows.append(
+            [
+                kind,
+                f"{b['p50_ms']:.1f}",
+                f"{b['p99_ms']:.1f}",
+                f"{o['p50_ms']:.1f}",
+                f"{o['p99_ms']:.1f}",
+                f"{ratio:.2f}x",
+                "yes" if ratio <= 1.3 else "NO",
+            ]
+        )
     show(
         f"Ack latency, {args.concurrency} concurrent signed requests x {args.rounds} rounds (ms)",
         ["request", "bare p50", "bare p99", "bot p50", "bot p99", "p99 ratio", "<= 1.3x"],

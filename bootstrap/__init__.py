@@ -14,10 +14,9 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
-from approvals.roster import ApproverRoster
+from approvals.policy_file import SignedPolicyFile
 from bot.app import build_app
 from config import AppConfig, SlackSettings, ZoneConfig, read_secret
-from core.models import Principal, PrincipalSource
 from core.records import normalize_name
 from core.secrets import Secret
 from core.verification import ServerAddress
@@ -93,9 +92,7 @@ def build_engine(config: AppConfig) -> Engine:
 
 def build_service(config: AppConfig, engine: Engine) -> ChangeService:
     require_up_to_date(config.database.url)
-    roster = ApproverRoster(
-        frozenset(Principal(PrincipalSource.SLACK, a) for a in config.approvals.approvers), config.approvals.required
-    )
+    policy = SignedPolicyFile(config.policy.file, config.policy.signature, config.policy.trusted_keys)
     timeout = config.verification.query_timeout_seconds
     inspector = DnsZoneInspector({z.name: _inspection(config, z) for z in config.zones})
     resolve = DnsAddressResolver(
@@ -106,7 +103,7 @@ def build_service(config: AppConfig, engine: Engine) -> ChangeService:
     return ChangeService(
         ZoneDirectory([_zone_runtime(config, z) for z in config.zones]),
         SqlRequestStore(engine),
-        roster,
+        policy,
         PropagationChecker(DnsAuthoritativeQuerier(timeout_seconds=timeout)),
         config.verification.timeout_seconds,
         inspector,

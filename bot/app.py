@@ -21,6 +21,7 @@ from bot.notifier import SlackThreadNotifier
 from bot.render import (
     APPROVE,
     DENY,
+    EMERGENCY,
     RECHECK,
     ROLLBACK,
     escape,
@@ -66,6 +67,7 @@ def build_app(service: ChangeService, signing_secret: str, client: WebClient) ->
     app.action(DENY)(ack=_ack_only, lazy=[listeners.deny])
     app.action(ROLLBACK)(ack=_ack_only, lazy=[listeners.rollback])
     app.action(RECHECK)(ack=_ack_only, lazy=[listeners.recheck])
+    app.action(EMERGENCY)(ack=_ack_only, lazy=[listeners.emergency])
     return app
 
 
@@ -139,6 +141,9 @@ class _Listeners:
                 text = status_text(self.service.status(parsed.request_id))
             else:
                 text = recent_text(self.service.recent(10))
+            problem = self.service.policy_problem()
+            if problem:
+                text = f":no_entry: breakglass refuses every request now: {escape(problem)}\n{text}"
             self.respond_ephemeral(body["response_url"], text)
 
     @_guarded(_tell_clicker)
@@ -146,6 +151,23 @@ class _Listeners:
         request_id = body["actions"][0]["value"]
         outcome = self.service.approve(request_id, _slack_user(body["user"]["id"]))
         self.notifier.update_message(request_id)
+        if outcome.ready_to_apply:
+            self.service.execute(request_id, self.notifier)
+
+    @_guarded(_tell_clicker)
+    def emergency(self, body: dict[str, Any]) -> None:
+        request_id = body["actions"][0]["value"]
+        outcome = self.service.approve(request_id, _slack_user(body["user"]["id"]), emergency=True)
+        self.notifier.update_message(request_id)
+        ref = MessageRef.decode(outcome.stored.anchor)
+        if ref is not None:
+            mentions = " ".join(f"<@{escape(u)}>" for u in outcome.notify)
+            self.client.chat_postMessage(
+                channel=ref.channel, thread_ts=ref.ts,
+                text=f":rotating_light: {who(outcome.stored.request.requester)} self-approved {request_id} under "
+                f"the policy's emergency clause. {mentions}: you are told because you could have approved it. "
+                "This change is marked for mandatory post-incident review.",
+            )  # fmt: skip
         if outcome.ready_to_apply:
             self.service.execute(request_id, self.notifier)
 

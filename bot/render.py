@@ -9,6 +9,7 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    ConfirmObject,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
@@ -24,7 +25,7 @@ from core.states import RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
 from core.verification import VerificationOutcome, VerificationReport
 from service.changes import RequestStatus, verdict
 
-APPROVE, DENY, ROLLBACK, RECHECK = "approve", "deny", "rollback", "recheck"
+APPROVE, DENY, ROLLBACK, RECHECK, EMERGENCY = "approve", "deny", "rollback", "recheck", "emergency_approve"
 MAX_CHANGES_SHOWN = 10
 
 STATE_LABEL: dict[RequestState, str] = {
@@ -32,7 +33,8 @@ STATE_LABEL: dict[RequestState, str] = {
     RequestState.APPROVED: ":thumbsup: Approved, starting",
     RequestState.DENIED: ":no_entry: Denied",
     RequestState.APPLYING: ":gear: Applying",
-    RequestState.CONFLICT: ":octagonal_sign: Not applied: record changed since the plan",
+    RequestState.CONFLICT: ":octagonal_sign: Not applied: the plan is no longer current",
+    RequestState.EXPIRED: ":hourglass: Expired: not approved in time",
     RequestState.APPLY_FAILED: ":x: Not applied: change path failed",
     RequestState.VERIFYING: ":mag: Applied, verifying on every authoritative server",
     RequestState.VERIFIED: ":white_check_mark: Verified on every authoritative server",
@@ -74,10 +76,22 @@ def _decisions(status: RequestStatus) -> str:
     for event in status.events:
         if event.kind is EventKind.DENIED:
             parts.append(f"Denied by {who(Principal.parse(event.actor))}")
-    missing = max(0, status.required - len(status.approvals))
     if status.stored.state is RequestState.PENDING_APPROVAL:
-        parts.append(f"needs {missing} more approval{'s' if missing != 1 else ''} ({status.required} required)")
+        if status.policy_problem:
+            parts.append(f":no_entry: {escape(status.policy_problem)}")
+        else:
+            parts.append(f"needs {escape(status.needs)}")
+            if status.expires_at is not None:
+                parts.append(f"expires {status.expires_at:%H:%M} UTC")
     return "; ".join(parts) or "No decisions yet"
+
+
+def _rule_line(status: RequestStatus) -> str:
+    """The rule that matched, what it requires, and who can approve (mentioned, so they are notified)."""
+    if status.policy_problem:
+        return f":no_entry: {escape(status.policy_problem)}"
+    approvers = " ".join(f"<@{escape(u)}>" for u in status.approvers[:20])
+    return f"Policy {escape(status.rule)}. Approvers: {approvers or 'none'}"
 
 
 def request_blocks(status: RequestStatus) -> list[dict[str, Any]]:
@@ -107,7 +121,9 @@ def request_blocks(status: RequestStatus) -> list[dict[str, Any]]:
                 ]
             )
         )
-    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_decisions(status))]))
+    if state is RequestState.PENDING_APPROVAL:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_rule_line(status)[:3000])]))
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_decisions(status)[:3000])]))
     buttons = _buttons(status)
     if buttons:
         blocks.append(ActionsBlock(block_id=f"actions:{request.id}", elements=buttons))
@@ -117,10 +133,27 @@ def request_blocks(status: RequestStatus) -> list[dict[str, Any]]:
 def _buttons(status: RequestStatus) -> list[ButtonElement]:
     request_id, state = status.stored.request.id, status.stored.state
     if state is RequestState.PENDING_APPROVAL:
-        return [
+        buttons = [
             ButtonElement(text="Approve", action_id=APPROVE, value=request_id, style="primary"),
             ButtonElement(text="Deny", action_id=DENY, value=request_id, style="danger"),
         ]
+        if status.emergency_allowed:
+            buttons.append(
+                ButtonElement(
+                    text="Emergency self-approve",
+                    action_id=EMERGENCY,
+                    value=request_id,
+                    confirm=ConfirmObject(
+                        title="Emergency self-approval?",
+                        text="Only the requester can use this, when no approver can be reached. Every approver "
+                        "is notified and the change is marked for mandatory post-incident review.",
+                        confirm="Self-approve",
+                        deny="Cancel",
+                        style="danger",
+                    ),
+                )
+            )
+        return buttons
     buttons = []
     if state in RECHECK_ALLOWED:
         buttons.append(ButtonElement(text="Verify again", action_id=RECHECK, value=request_id))
@@ -206,7 +239,7 @@ def polling_text(report: VerificationReport) -> str:
 
 def status_text(status: RequestStatus) -> str:
     stored = status.stored
-    lines = [f"*{stored.request.id}*: {STATE_LABEL[stored.state]}", _decisions(status)]
+    lines = [f"*{stored.request.id}*: {STATE_LABEL[stored.state]}", _rule_line(status), _decisions(status)]
     lines += [f"• {escape(c.name)} {c.rtype}: {_rrset(c.before)} → {_rrset(c.after)}" for c in stored.plan.changes]
     lines += [f"`{e.at:%H:%M:%S}` {e.kind.value} by {escape(e.actor)}" for e in status.events[-15:]]
     return "\n".join(lines)

@@ -16,9 +16,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import SecretStr
 
 import bootstrap
+from approvals.signing import generate_signing_key, sign_policy
 from bot.http import HttpServer
 from config import SlackSettings, load_config
 from sandbox.bind import BindPair, SeedRecord
@@ -38,16 +41,42 @@ SEED: tuple[SeedRecord, ...] = (
 
 @dataclass(frozen=True)
 class People:
-    """Slack user ids of the cast. Mallory is in the channel but not an approver."""
+    """Slack user ids of the cast. Mallory is in the channel but not in the policy at all."""
 
     alice: str = "U0ALICE"  # incident responder (also an approver, so self-approval can be tried)
     bob: str = "U0BOB"
     carol: str = "U0CAROL"
+    dave: str = "U0DAVE"  # security
     mallory: str = "U0MALLORY"
 
     @property
     def names(self) -> dict[str, str]:
-        return {self.alice: "alice", self.bob: "bob", self.carol: "carol", self.mallory: "mallory"}
+        return {self.alice: "alice", self.bob: "bob", self.carol: "carol", self.dave: "dave", self.mallory: "mallory"}
+
+
+# Every rule the local stack's policy holds; tests pass their own to try other shapes.
+DEFAULT_RULES = """
+  - name: incident-failover
+    zone: example.test
+    names: ["*"]
+    types: [A, AAAA, CNAME, TXT, MX, SRV, NS]
+    requesters: [sre]
+    approvals:
+      count: 2
+      approvers: [sre]
+    expires_after: 30m
+    require_reason: true
+"""
+
+
+def ssh_keypair(comment: str) -> tuple[bytes, str]:
+    """A fresh Ed25519 key: (OpenSSH private key bytes, public key line)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private, f"{public.decode()} {comment}"
 
 
 class LocalStack:
@@ -64,6 +93,7 @@ class LocalStack:
         notify: bool = True,
         ipv6: bool = False,
         zone_tables: str = "",
+        policy_rules: str = DEFAULT_RULES,
     ) -> None:
         """``zone_tables``: extra TOML for the zone (``[[zones.probes]]``...), a str.format template
         that may use ``{primary_port}`` and ``{secondary_port}``."""
@@ -76,6 +106,7 @@ class LocalStack:
         self._notify = notify
         self._ipv6 = ipv6
         self._zone_tables = zone_tables
+        self._policy_rules = policy_rules
         self._exit = ExitStack()
         self.bot_token = "xoxb-" + secrets.token_hex(12)
         self.signing_secret = secrets.token_hex(16)
@@ -123,7 +154,34 @@ class LocalStack:
         self._exit.callback(self.http.stop)
         self.slack = SlackClientSimulator(self.http.url, self.signing_secret, self.fake)
 
+    def write_policy(self, rules: str | None = None) -> None:
+        """People with fresh SSH keys, groups sre + security, ``rules``; signed by a fresh policy key."""
+        if not hasattr(self, "signing_key"):
+            self.signing_key = generate_signing_key()
+            self.keys: dict[str, Path] = {}
+            self.public_keys: dict[str, str] = {}
+            (self.workdir / "keys").mkdir(mode=0o700)
+            for user, name in self.people.names.items():
+                if user == self.people.mallory:
+                    continue
+                private, public = ssh_keypair(f"{name}@laptop")
+                path = self.workdir / "keys" / name
+                path.write_bytes(private)
+                path.chmod(0o600)
+                self.keys[name], self.public_keys[name] = path, public
+        people = "".join(
+            f'  - name: {name}\n    slack: {user}\n    keys: ["{self.public_keys[name]}"]\n'
+            for user, name in self.people.names.items()
+            if name in self.public_keys
+        )
+        policy = f"version: 1\npeople:\n{people}groups:\n  sre: [alice, bob, carol]\n  security: [dave]\n"
+        policy += f"rules:\n{rules if rules is not None else self._policy_rules}"
+        self.policy_path = self.workdir / "policy.yaml"
+        self.policy_path.write_text(policy)
+        (self.workdir / "policy.yaml.sig").write_bytes(sign_policy(policy.encode(), self.signing_key.private_openssh))
+
     def write_config(self) -> Path:
+        self.write_policy()
         secret_files = {"role-id": self.role_id, "secret-id": self.secret_id}
         for name, value in secret_files.items():
             path = self.workdir / name
@@ -145,9 +203,9 @@ role_id_file = "{self.workdir / "role-id"}"
 secret_id_file = "{self.workdir / "secret-id"}"
 timeout_seconds = 3
 
-[approvals]
-approvers = ["{self.people.alice}", "{self.people.bob}", "{self.people.carol}"]
-required = 2
+[policy]
+file = "policy.yaml"
+trusted_keys = ["{self.signing_key.public_openssh}"]
 
 [verification]
 timeout_seconds = {self.verify_timeout}

@@ -74,6 +74,7 @@ def db_upgrade(config: ConfigOption) -> None:
 @config_app.command("check")
 def config_check(config: ConfigOption) -> None:
     """Validate the config file and show what breakglass manages."""
+    from approvals.policy_file import SignedPolicyFile
     from config import load_config
 
     try:
@@ -87,7 +88,11 @@ def config_check(config: ConfigOption) -> None:
         )
         table.add_row(zone.name, paths, ", ".join(zone.authoritative_servers))
     console.print(table)
-    console.print(f"approvals: {settings.approvals.required} of {len(settings.approvals.approvers)} listed approvers")
+    problem = SignedPolicyFile(settings.policy.file, settings.policy.signature, settings.policy.trusted_keys).problem()
+    if problem:
+        console.print(f"[red]policy refused:[/red] {problem}", highlight=False)
+    else:
+        console.print(f"policy {settings.policy.file}: signed by a trusted key", highlight=False)
     for zone in settings.zones:
         if len(zone.paths) < 2:
             console.print(

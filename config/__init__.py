@@ -152,17 +152,16 @@ class VaultConfig(_Strict):
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
 
-class ApprovalConfig(_Strict):
-    approvers: list[str] = Field(min_length=1)  # Slack user ids
-    required: int = Field(default=2, ge=1)
+class PolicyConfig(_Strict):
+    """The signed approval policy (docs/policy.md); relative paths are relative to the config file."""
 
-    @model_validator(mode="after")
-    def _enough_people(self) -> ApprovalConfig:
-        if len(set(self.approvers)) < self.required:
-            raise ValueError(
-                f"{self.required} approvals are required but only {len(set(self.approvers))} approvers are listed"
-            )
-        return self
+    file: Path
+    signature_file: Path | None = None  # default: <file>.sig
+    trusted_keys: list[str] = Field(min_length=1)  # OpenSSH ed25519 public keys allowed to sign the policy
+
+    @property
+    def signature(self) -> Path:
+        return self.signature_file or self.file.with_name(self.file.name + ".sig")
 
 
 class VerificationConfig(_Strict):
@@ -177,7 +176,7 @@ class DatabaseConfig(_Strict):
 class AppConfig(_Strict):
     database: DatabaseConfig = DatabaseConfig()
     vault: VaultConfig
-    approvals: ApprovalConfig
+    policy: PolicyConfig
     verification: VerificationConfig = VerificationConfig()
     zones: list[ZoneConfig] = Field(min_length=1)
 
@@ -220,11 +219,24 @@ def load_config(path: Path) -> AppConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Config file {path} is not valid TOML: {exc}.") from None
     try:
-        return AppConfig.model_validate(raw)
+        config = AppConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"Config file {path} is invalid: {_readable(exc)}.") from None
     except InvalidInput as exc:
         raise ConfigError(f"Config file {path} is invalid: {exc.user_text()}") from None
+    return _relative_to(config, path.parent)
+
+
+def _relative_to(config: AppConfig, base: Path) -> AppConfig:
+    """Policy paths in the file are relative to the file, not to wherever the bot was started."""
+    policy = config.policy
+    resolved = policy.model_copy(
+        update={
+            "file": base / policy.file,
+            "signature_file": None if policy.signature_file is None else base / policy.signature_file,
+        }
+    )
+    return config.model_copy(update={"policy": resolved})
 
 
 def load_slack_settings() -> SlackSettings:

@@ -51,6 +51,9 @@ class RefusalReason(StrEnum):
     WRONG_REQUEST = "wrong_request"  # a statement made for another request (replay)
     STALE_PLAN = "stale_plan"  # a statement bound to another plan digest
     STATEMENT_EXPIRED = "statement_expired"  # too old, or dated in the future
+    EXPIRED = "expired"  # the request was not approved within the policy's expiry
+    POLICY_REFUSED = "policy_refused"  # the policy file is unsigned, badly signed or modified
+    POLICY_CHANGED = "policy_changed"  # approved under other rules than those in force now
 
 
 class ApprovalRefused(BreakglassError):

@@ -11,6 +11,9 @@ EventValue = str | int | float | bool | None
 
 class EventKind(StrEnum):
     PLANNED = "planned"
+    REQUEST_REFUSED = "request_refused"  # the policy did not allow the request; nothing was created
+    EXPIRED = "expired"
+    EMERGENCY_APPROVED = "emergency_approved"  # requester self-approved under the emergency clause
     APPROVED = "approved"  # one approver's approval counted
     APPROVAL_REFUSED = "approval_refused"
     QUORUM_REACHED = "quorum_reached"

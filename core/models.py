@@ -90,6 +90,7 @@ class Plan:
     zone: str
     path: str
     changes: tuple[RRsetChange, ...]
+    policy: str = ""  # sha256 of the signed approval policy the plan was approved under
 
     def digest(self) -> str:
         canonical = json.dumps(plan_to_dict(self), sort_keys=True, separators=(",", ":"))
@@ -133,6 +134,7 @@ def plan_to_dict(plan: Plan) -> dict[str, JsonValue]:
         "request_id": plan.request_id,
         "zone": plan.zone,
         "path": plan.path,
+        "policy": plan.policy,
         "changes": [
             {"name": c.name, "type": c.rtype.value, "before": rrset_to_dict(c.before), "after": rrset_to_dict(c.after)}
             for c in plan.changes
@@ -154,6 +156,7 @@ def plan_from_dict(data: dict[str, JsonValue]) -> Plan:
             for c in changes
             if isinstance(c, dict)
         ),
+        policy=str(data.get("policy", "")),
     )
 
 

@@ -11,8 +11,9 @@ class RequestState(StrEnum):
     PENDING_APPROVAL = "pending_approval"
     APPROVED = "approved"
     DENIED = "denied"
+    EXPIRED = "expired"  # not approved (or not applied) within the policy's expiry
     APPLYING = "applying"
-    CONFLICT = "conflict"  # the record changed after planning; nothing applied
+    CONFLICT = "conflict"  # the plan is no longer current (record or policy changed); nothing applied
     APPLY_FAILED = "apply_failed"  # credentials or change path failed; nothing applied
     VERIFYING = "verifying"  # applied; waiting for every authoritative server
     VERIFIED = "verified"  # every authoritative server serves it (no liveness probe configured)
@@ -22,8 +23,9 @@ class RequestState(StrEnum):
 
 
 TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
-    RequestState.PENDING_APPROVAL: frozenset({RequestState.APPROVED, RequestState.DENIED}),
-    RequestState.APPROVED: frozenset({RequestState.APPLYING}),
+    RequestState.PENDING_APPROVAL: frozenset({RequestState.APPROVED, RequestState.DENIED, RequestState.EXPIRED}),
+    # An approved plan that is no longer current (policy changed, expired) is never applied.
+    RequestState.APPROVED: frozenset({RequestState.APPLYING, RequestState.EXPIRED, RequestState.CONFLICT}),
     RequestState.APPLYING: frozenset({RequestState.VERIFYING, RequestState.CONFLICT, RequestState.APPLY_FAILED}),
     RequestState.VERIFYING: frozenset(
         {
@@ -34,6 +36,7 @@ TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
         }
     ),
     RequestState.DENIED: frozenset(),
+    RequestState.EXPIRED: frozenset(),
     RequestState.CONFLICT: frozenset(),
     RequestState.APPLY_FAILED: frozenset(),
     RequestState.VERIFIED: frozenset(),

@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 
 import structlog
 
-from approvals.roster import ApproverRoster
+from approvals.matching import Requirement, check_request
+from approvals.policy import Policy, PolicyError
+from approvals.signing import PolicySignatureError
 from core.errors import (
     ApprovalRefused,
     BreakglassError,
@@ -19,6 +21,7 @@ from core.errors import (
     InvalidInput,
     ProviderError,
     RefusalReason,
+    SafetyRefused,
 )
 from core.events import Event, EventKind, EventValue, NewEvent
 from core.liveness import LivenessReport
@@ -28,6 +31,7 @@ from core.records import RecordType, RRset
 from core.states import RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
 from core.verification import VerificationOutcome, VerificationReport
 from service.planning import check_still_current, make_plan
+from service.policy import PolicySource, describe
 from service.propagation import PropagationChecker
 from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime
 
@@ -44,16 +48,22 @@ def new_request_id() -> str:
 class ApprovalOutcome:
     stored: StoredRequest
     approvals: tuple[Approval, ...]
-    missing: int
+    missing: str  # what is still needed, for people
     ready_to_apply: bool  # True for exactly one approval: the one that completed the quorum
+    notify: tuple[str, ...] = ()  # Slack ids to tell (an emergency self-approval tells every approver)
 
 
 @dataclass(frozen=True)
 class RequestStatus:
     stored: StoredRequest
     approvals: tuple[Approval, ...]
-    required: int
     events: tuple[Event, ...]
+    rule: str = ""  # the matched rule(s) and what they require
+    needs: str = ""  # what approvals are still missing
+    expires_at: datetime | None = None
+    emergency_allowed: bool = False
+    approvers: tuple[str, ...] = ()  # Slack ids of the people who may approve
+    policy_problem: str | None = None  # why the policy refuses to serve, if it does
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,7 @@ class ChangeService:
         self,
         zones: ZoneDirectory,
         store: RequestStore,
-        roster: ApproverRoster,
+        policy: PolicySource,
         checker: PropagationChecker,
         verify_timeout: float,
         inspector: ZoneInspector,
@@ -93,7 +103,7 @@ class ChangeService:
     ) -> None:
         self.zones = zones
         self._store = store
-        self._roster = roster
+        self._policy = policy
         self._checker = checker
         self._verify_timeout = verify_timeout
         self._inspector = inspector
@@ -164,7 +174,17 @@ class ChangeService:
 
     def _create(self, request: ChangeRequest) -> StoredRequest:
         zone = self.zones.get(request.zone)
-        plan = make_plan(request.id, request.zone, zone.paths[0].path, request.edits)
+        try:
+            policy = self._policy_in_force()
+            check_request(policy, request, request.requester)
+        except (ApprovalRefused, SafetyRefused, InvalidInput) as refusal:
+            reason = refusal.reason.value if isinstance(refusal, ApprovalRefused) else type(refusal).__name__
+            self._store.append(NewEvent(request.id, str(request.requester), EventKind.REQUEST_REFUSED, {
+                "reason": reason, "message": refusal.user_text(), "zone": request.zone,
+            }))  # fmt: skip
+            log.info("request.refused", request_id=request.id, requester=str(request.requester), reason=reason)
+            raise
+        plan = make_plan(request.id, request.zone, zone.paths[0].path, request.edits, policy=policy.sha256)
         details: dict[str, EventValue] = {"digest": plan.digest(), "path": plan.path, "kind": request.kind.value}
         stored = self._store.create(
             request, plan, NewEvent(request.id, str(request.requester), EventKind.PLANNED, details)
@@ -174,47 +194,88 @@ class ChangeService:
 
     # --- deciding ---------------------------------------------------------------
 
-    def approve(self, request_id: str, approver: Principal) -> ApprovalOutcome:
+    def _policy_in_force(self) -> Policy:
+        try:
+            return self._policy.current()
+        except (PolicySignatureError, PolicyError) as error:
+            raise ApprovalRefused(RefusalReason.POLICY_REFUSED, error.message, hint=error.hint) from None
+
+    def _requirement(self, stored: StoredRequest) -> Requirement:
+        """The rules the request was planned under; refuses if other rules are in force now."""
+        policy = self._policy_in_force()
+        if policy.sha256 != stored.plan.policy:
+            raise ApprovalRefused(
+                RefusalReason.POLICY_CHANGED,
+                f"The approval policy changed after {stored.request.id} was planned; "
+                "approvals under the old rules are void.",
+                hint="Request the change again so it is approved under the rules in force now.",
+            )
+        return check_request(policy, stored.request, stored.request.requester)
+
+    def _expire_if_late(self, stored: StoredRequest, requirement: Requirement) -> None:
+        expires_at = requirement.expires_at(stored.request)
+        if self._now() < expires_at:
+            return
+        self._store.transition(
+            stored.request.id, stored.state, RequestState.EXPIRED,
+            NewEvent(stored.request.id, str(SYSTEM), EventKind.EXPIRED, {"expired_at": expires_at.isoformat()}),
+        )  # fmt: skip
+        raise ApprovalRefused(
+            RefusalReason.EXPIRED,
+            f"{stored.request.id} expired at {expires_at:%H:%M:%S} UTC without being approved in time.",
+            hint="Request the change again if it is still needed.",
+        )
+
+    def approve(self, request_id: str, approver: Principal, *, emergency: bool = False) -> ApprovalOutcome:
+        """Count ``approver``'s approval; ``emergency`` is the requester's self-approval clause."""
         stored = self._store.get(request_id)
         existing = self._store.approvals(request_id)
+        notify: tuple[str, ...] = ()
         try:
             if stored.state is not RequestState.PENDING_APPROVAL:
                 raise ApprovalRefused(
                     RefusalReason.NOT_PENDING,
                     f"{request_id} is already `{stored.state.value}`; approvals are closed.",
                 )
-            self._roster.check(stored.request, approver, existing)
+            requirement = self._requirement(stored)
+            self._expire_if_late(stored, requirement)
             approval = Approval(request_id, approver, stored.plan.digest(), self._now())
-            event = NewEvent(request_id, str(approver), EventKind.APPROVED, {"digest": approval.plan_digest})
+            if emergency:
+                grant = requirement.check_emergency(stored.request, approver, stored.request.reason)
+                notify = tuple(p.slack_id for p in grant.notify if p.slack_id)
+                event = NewEvent(request_id, str(approver), EventKind.EMERGENCY_APPROVED, {
+                    "digest": approval.plan_digest, "reason": grant.reason, "review_required": True,
+                    "notified": ",".join(p.name for p in grant.notify),
+                })  # fmt: skip
+            else:
+                requirement.check_approver(stored.request, approver, existing)
+                event = NewEvent(request_id, str(approver), EventKind.APPROVED, {"digest": approval.plan_digest})
             if not self._store.add_approval(approval, event):
                 raise ApprovalRefused(RefusalReason.ALREADY_APPROVED, "You have already approved this change.")
-        except ApprovalRefused as refusal:
-            self._store.append(
-                NewEvent(request_id, str(approver), EventKind.APPROVAL_REFUSED, {"reason": refusal.reason.value})
-            )
-            log.info("approval.refused", request_id=request_id, approver=str(approver), reason=refusal.reason.value)
+        except (ApprovalRefused, InvalidInput) as refusal:
+            reason = refusal.reason.value if isinstance(refusal, ApprovalRefused) else "invalid_input"
+            self._store.append(NewEvent(request_id, str(approver), EventKind.APPROVAL_REFUSED, {"reason": reason}))
+            log.info("approval.refused", request_id=request_id, approver=str(approver), reason=reason)
             raise
         approvals = tuple(self._store.approvals(request_id))
         ready = False
-        if self._roster.quorum_reached(approvals):
+        if requirement.satisfied(approvals):
             approvers = ",".join(str(a.approver) for a in approvals)
             ready = self._store.transition(
-                request_id,
-                RequestState.PENDING_APPROVAL,
-                RequestState.APPROVED,
+                request_id, RequestState.PENDING_APPROVAL, RequestState.APPROVED,
                 NewEvent(request_id, str(SYSTEM), EventKind.QUORUM_REACHED, {"approvers": approvers}),
-            )
-        return ApprovalOutcome(self._store.get(request_id), approvals, self._roster.missing(approvals), ready)
+            )  # fmt: skip
+        return ApprovalOutcome(self._store.get(request_id), approvals, requirement.missing(approvals), ready, notify)
 
     def deny(self, request_id: str, person: Principal) -> StoredRequest:
+        """Approvers may deny; the requester may always withdraw (denying is the safe direction)."""
         stored = self._store.get(request_id)
-        self._roster.check_deny(stored.request, person)
+        if person != stored.request.requester:
+            self._requirement(stored).check_denier(stored.request, person)
         moved = self._store.transition(
-            request_id,
-            RequestState.PENDING_APPROVAL,
-            RequestState.DENIED,
+            request_id, RequestState.PENDING_APPROVAL, RequestState.DENIED,
             NewEvent(request_id, str(person), EventKind.DENIED),
-        )
+        )  # fmt: skip
         if not moved:
             raise ApprovalRefused(RefusalReason.NOT_PENDING, f"{request_id} was already decided.")
         return self._store.get(request_id)
@@ -223,6 +284,14 @@ class ChangeService:
 
     def execute(self, request_id: str, notifier: Notifier) -> ExecutionResult:
         """Lease, apply, revoke, verify. Runs at most once per request, whoever calls it."""
+        stored = self._store.get(request_id)
+        if stored.state is RequestState.APPROVED:
+            try:
+                self._check_still_approved(stored)
+            except ApprovalRefused as refusal:
+                notifier.progress(self._store.get(request_id), f"Nothing was applied: {refusal.user_text()}")
+                notifier.finished(self._store.get(request_id), None)
+                return ExecutionResult(self._store.get(request_id), None, refusal)
         claimed = self._store.transition(
             request_id,
             RequestState.APPROVED,
@@ -250,6 +319,23 @@ class ChangeService:
             notifier.finished(stored, None)
             return ExecutionResult(stored, None, error)
         return self._verify(request_id, applied_at, notifier)
+
+    def _check_still_approved(self, stored: StoredRequest) -> None:
+        """Approvals hold only for this plan, under these rules, within the expiry (fail closed)."""
+        try:
+            requirement = self._requirement(stored)
+            self._expire_if_late(stored, requirement)
+            digest = stored.plan.digest()
+            approvals = self._store.approvals(stored.request.id)
+            if any(a.plan_digest != digest for a in approvals) or not requirement.satisfied(approvals):
+                raise ApprovalRefused(RefusalReason.STALE_PLAN, "The approvals do not match this plan.")
+        except ApprovalRefused as refusal:
+            if refusal.reason is not RefusalReason.EXPIRED:  # expiry already moved it to `expired`
+                self._store.transition(stored.request.id, RequestState.APPROVED, RequestState.CONFLICT, NewEvent(
+                    stored.request.id, str(SYSTEM), EventKind.CONFLICT,
+                    {"reason": refusal.reason.value, "error": refusal.user_text()},
+                ))  # fmt: skip
+            raise
 
     def _apply(self, stored: StoredRequest, route: PathRuntime, notifier: Notifier) -> float:
         request_id = stored.request.id
@@ -450,12 +536,24 @@ class ChangeService:
 
     def status(self, request_id: str) -> RequestStatus:
         stored = self._store.get(request_id)
+        approvals = tuple(self._store.approvals(request_id))
+        events = tuple(self._store.events(request_id))
+        try:
+            requirement = self._requirement(stored)
+        except ApprovalRefused as refusal:
+            return RequestStatus(stored, approvals, events, policy_problem=refusal.user_text())
         return RequestStatus(
-            stored,
-            tuple(self._store.approvals(request_id)),
-            self._roster.required,
-            tuple(self._store.events(request_id)),
-        )
+            stored, approvals, events,
+            rule=describe(requirement),
+            needs=requirement.missing(approvals),
+            expires_at=requirement.expires_at(stored.request),
+            emergency_allowed=requirement.emergency_allowed,
+            approvers=tuple(p.slack_id for p in requirement.eligible if p.slack_id),
+        )  # fmt: skip
+
+    def policy_problem(self) -> str | None:
+        """Why the bot refuses every request now (unsigned or modified policy), for people."""
+        return self._policy.problem()
 
     def recent(self, limit: int = 10) -> list[StoredRequest]:
         return self._store.recent(limit)

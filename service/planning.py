@@ -48,7 +48,13 @@ def _check_cname_exclusive(path: ChangePath, edit: RecordEdit, credentials: Cred
 
 
 def make_plan(
-    request_id: str, zone: str, path: ChangePath, edits: Sequence[RecordEdit], credentials: Credentials | None = None
+    request_id: str,
+    zone: str,
+    path: ChangePath,
+    edits: Sequence[RecordEdit],
+    credentials: Credentials | None = None,
+    *,
+    policy: str = "",
 ) -> Plan:
     """Read the current rrsets through ``path`` and diff them against ``edits``."""
     check_safety(zone, edits)
@@ -66,7 +72,7 @@ def make_plan(
         changes.append(RRsetChange(edit.name, edit.rtype, before, edit.after))
     # Deletes first, as octoDNS does: frees names before anything new is put on them.
     changes.sort(key=lambda c: (c.after is not None, c.name, c.rtype))
-    return Plan(request_id=request_id, zone=zone, path=path.name, changes=tuple(changes))
+    return Plan(request_id=request_id, zone=zone, path=path.name, changes=tuple(changes), policy=policy)
 
 
 def check_still_current(plan: Plan, path: ChangePath, credentials: Credentials | None = None) -> None:

@@ -36,12 +36,12 @@ def test_config_check_summarises_and_warns_about_a_single_path(stack: LocalStack
 @pytest.mark.parametrize(
     ("content", "says"),
     [
-        ("[vault]\naddress = 'http://127.0.0.1:1'\n", "approvals"),
+        ("[vault]\naddress = 'http://127.0.0.1:1'\n", "policy"),
         ("this is not toml", "not valid TOML"),
         (
-            "[vault]\naddress='x'\n[approvals]\napprovers=['U1']\nrequired=2\n"
-            "[[zones]]\nname='example.test'\nauthoritative_servers=['127.0.0.1:53']\npaths=[]\n",
-            "2 approvals are required but only 1 approvers are listed",
+            "[vault]\naddress='x'\n[policy]\nfile='p.yaml'\ntrusted_keys=['k']\n"
+            "[[zones]]\nname='example.test'\npaths=[]\n",
+            "zones.0.paths: List should have at least 1 item",
         ),
     ],
 )
@@ -59,9 +59,9 @@ def test_missing_config_file_is_explained(tmp_path: Path) -> None:
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
-def test_serve_refuses_an_old_schema_then_serves_after_db_upgrade(stack: LocalStack, tmp_path: Path) -> None:
-    config = tmp_path / "fresh.toml"
-    fresh_db = f"sqlite:///{tmp_path / 'fresh.db'}"
+def test_serve_refuses_an_old_schema_then_serves_after_db_upgrade(stack: LocalStack) -> None:
+    config = stack.workdir / "fresh.toml"  # beside the policy file it names relatively
+    fresh_db = f"sqlite:///{stack.workdir / 'fresh.db'}"
     config.write_text(stack.config_path.read_text().replace(f"sqlite:///{stack.workdir / 'breakglass.db'}", fresh_db))
     env = {
         "SLACK_BOT_TOKEN": stack.bot_token,

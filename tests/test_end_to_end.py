@@ -53,7 +53,7 @@ def test_change_is_approved_applied_verified_then_rolled_back(stack: LocalStack,
     assert served(stack) == [OLD, OLD]  # nothing changes before approval
 
     slack.click(p.bob, approve)
-    stack.fake.wait_for("chat.update", timeout=30, predicate=lambda c: "needs 1 more approval" in json.dumps(c.args))
+    stack.fake.wait_for("chat.update", timeout=30, predicate=lambda c: "needs 1 more approver" in json.dumps(c.args))
     assert served(stack) == [OLD, OLD]  # one approval is not enough
     slack.click(p.carol, approve)
 
@@ -90,7 +90,7 @@ def test_change_is_approved_applied_verified_then_rolled_back(stack: LocalStack,
     slack.click(p.bob, approve_rollback)  # bob asked for the rollback: he cannot approve it
     assert "You requested this change" in slack.ephemeral_to(p.bob)
     slack.click(p.alice, approve_rollback)
-    stack.fake.wait_for("chat.update", timeout=30, predicate=lambda c: "needs 1 more approval" in json.dumps(c.args))
+    stack.fake.wait_for("chat.update", timeout=30, predicate=lambda c: "needs 1 more approver" in json.dumps(c.args))
     slack.click(p.carol, approve_rollback)
     assert slack.verdict(approve_rollback).startswith("Verified")
     assert served(stack) == [OLD, OLD]
@@ -123,7 +123,7 @@ def test_non_approver_and_requester_are_refused_and_recorded(stack: LocalStack, 
     p = stack.people
     approve = slack.request(p.alice, SET_NEW)
     slack.click(p.mallory, approve)
-    assert "not on the approver list" in slack.ephemeral_to(p.mallory)
+    assert "You are not an approver for this change" in slack.ephemeral_to(p.mallory)
     slack.click(p.alice, approve)
     assert "You requested this change, so you cannot approve it" in slack.ephemeral_to(p.alice)
     status = stack.service.status(approve.value or "")
@@ -151,7 +151,7 @@ def test_deny_ends_the_request(stack: LocalStack, slack: SlackDriver) -> None:
     approve = slack.request(p.alice, SET_NEW)
     deny = stack.fake.find_button(action_id="deny")
     slack.click(p.mallory, deny)
-    assert "Only approvers" in slack.ephemeral_to(p.mallory)
+    assert "Only the approvers of this change" in slack.ephemeral_to(p.mallory)
     slack.click(p.bob, deny)
     stack.fake.wait_for("chat.update", timeout=30, predicate=lambda c: "Denied by" in json.dumps(c.args))
     slack.click(p.carol, approve)  # a stale button in someone's client
