@@ -6,4 +6,7 @@ pytest_plugins = [
     "tests.fixtures.slack",
     "tests.fixtures.store",
     "tests.fixtures.bot",
+    "tests.fixtures.moto_sts",
+    "tests.fixtures.powerdns",
+    "tests.fixtures.moto",
 ]

