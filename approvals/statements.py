@@ -48,6 +48,7 @@ _ECDSA_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 class Decision(StrEnum):
     APPROVE = "approve"
     DENY = "deny"
+    REQUEST = "request"  # proves who asks for a change made out of band (never counts as an approval)
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,7 @@ The only module that knows every concrete class; everything else sees ports.
 
 from __future__ import annotations
 
-import logging
-import sys
-from typing import TextIO
 
-import structlog
 from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
@@ -17,6 +13,9 @@ from sqlalchemy.engine import Engine
 from approvals.policy_file import SignedPolicyFile
 from bot.app import build_app
 from config import AppConfig, SlackSettings, ZoneConfig, read_secret
+from config.logs import configure_logging
+
+__all__ = ["build_engine", "build_service", "build_slack_app", "configure_logging"]
 from core.records import normalize_name
 from core.secrets import Secret
 from core.verification import ServerAddress
@@ -31,25 +30,6 @@ from service.propagation import PropagationChecker
 from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime
 from store.migrate import require_up_to_date
 from store.sql import SqlRequestStore, make_engine
-
-
-def configure_logging(json_logs: bool = True, level: int = logging.INFO, stream: TextIO | None = None) -> None:
-    """structlog to stderr: JSON for machines, key=value for people at a terminal."""
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
-        cache_logger_on_first_use=False,
-    )
 
 
 def _zone_runtime(config: AppConfig, zone: ZoneConfig) -> ZoneRuntime:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import tomllib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from core.errors import BreakglassError, InvalidInput
 
@@ -30,8 +33,8 @@ audit_app = typer.Typer(
     no_args_is_help=True, help="Audit trail: verify the hash chain, sign checkpoints, export events, write reports."
 )
 
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+console = Console(highlight=False, markup=False, soft_wrap=True)  # recorded text may contain [brackets]
+errors = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="breakglass TOML config file.", envvar="BREAKGLASS_CONFIG")
@@ -63,15 +66,56 @@ class ExportFormat(StrEnum):
 
 
 def _fail(error: BreakglassError) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {error.user_text()}", markup=True)
+    errors.print(f"[red]error:[/red] {escape(error.user_text())}", markup=True)
     return typer.Exit(2)
 
 
-def _engine(config: Path) -> Engine:
-    from config import load_config
+@dataclass(frozen=True)
+class AuditSettings:
+    """What the audit commands need from the config file: the database, and optional key and checkpoint files.
+
+    Only ``[database]`` and ``[audit]`` are read, so a reviewer can run these commands with
+    a copy of the config whose Vault, policy and zone files they do not have.
+    """
+
+    database_url: str
+    signing_key_file: Path | None = None
+    public_key_file: Path | None = None
+    checkpoint_file: Path | None = None
+
+
+def load_audit_settings(config: Path) -> AuditSettings:
+    from config import ConfigError, DatabaseConfig
+
+    try:
+        raw = tomllib.loads(config.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the config file {config}: {exc.strerror}.", hint="Pass --config.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Config file {config} is not valid TOML: {exc}.") from None
+    try:
+        database = DatabaseConfig.model_validate(raw.get("database", {}))
+    except ValueError as exc:
+        raise ConfigError(f"The [database] section of {config} is invalid: {exc}.") from None
+    audit = raw.get("audit", {})
+    if not isinstance(audit, dict):
+        raise ConfigError(f"[audit] in {config} must be a table.")
+
+    def path(key: str) -> Path | None:
+        value = audit.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f"audit.{key} in {config} must be a file path.")
+        return config.parent / value  # relative to the config file, like the other paths in it
+
+    return AuditSettings(database.url, path("signing_key_file"), path("public_key_file"), path("checkpoint_file"))
+
+
+def _engine(settings: AuditSettings) -> Engine:
     from store.sql import make_engine
 
-    return make_engine(load_config(config).database.url)
+    return make_engine(settings.database_url)
 
 
 @audit_app.command("verify")
@@ -85,9 +129,11 @@ def verify(
     from store.audit import AuditLog
 
     try:
-        engine = _engine(config)
+        settings = load_audit_settings(config)
+        signed, key = _checkpoints(settings, checkpoints, public_key)
+        engine = _engine(settings)
         try:
-            result = AuditLog(engine).verify(*_checkpoints(checkpoints, public_key), workers=workers)
+            result = AuditLog(engine).verify(signed, key, workers=workers)
         finally:
             engine.dispose()
     except BreakglassError as error:
@@ -97,18 +143,22 @@ def verify(
         raise typer.Exit(1)
 
 
-def _checkpoints(checkpoints: Path | None, public_key: Path | None) -> tuple[list[Checkpoint], Ed25519PublicKey | None]:
-    """(checkpoints, public key) from the options; both or neither."""
+def _checkpoints(
+    settings: AuditSettings, checkpoints: Path | None, public_key: Path | None
+) -> tuple[list[Checkpoint], Ed25519PublicKey | None]:
+    """(checkpoints, public key) from the options, else from [audit] in the config; both or neither."""
     from store.checkpoints import load_public_key, read_checkpoints
 
-    if (checkpoints is None) != (public_key is None):
-        raise InvalidInput(
-            "--checkpoints and --public-key go together: checkpoints are only worth their signature.",
-            hint="Pass both, or neither to check the chain alone.",
-        )
-    if checkpoints is None or public_key is None:
+    checkpoints = checkpoints or settings.checkpoint_file
+    public_key = public_key or settings.public_key_file
+    if checkpoints is None and public_key is None:
         return [], None
-    return list(read_checkpoints(checkpoints)), load_public_key(public_key)
+    if checkpoints is None or public_key is None:
+        raise InvalidInput(
+            "--checkpoints and --public-key go together: a checkpoint is only worth its signature.",
+            hint="Pass both (or set audit.checkpoint_file and audit.public_key_file), or neither.",
+        )
+    return read_checkpoints(checkpoints), load_public_key(public_key)
 
 
 def _print_verification(result: ChainVerification) -> None:
@@ -134,7 +184,7 @@ def _print_verification(result: ChainVerification) -> None:
     if result.first_bad_seq is not None:
         console.print(f"[red]FAILED[/red]: first bad sequence number: {result.first_bad_seq}", markup=True)
     else:
-        console.print("[red]FAILED[/red]: a checkpoint does not verify.", markup=True)
+        console.print("[red]FAILED[/red]: a checkpoint does not verify with this public key.", markup=True)
     for problem in result.problems:
         console.print(f"  seq {problem.seq}: {problem.text}")
 
@@ -142,21 +192,27 @@ def _print_verification(result: ChainVerification) -> None:
 @audit_app.command("checkpoint")
 def checkpoint(
     config: ConfigOption,
-    private_key: Annotated[Path, typer.Option("--private-key", help="Ed25519 signing key (PEM).")],
+    private_key: Annotated[
+        Path | None, typer.Option("--private-key", help="Ed25519 signing key (PEM); default audit.signing_key_file.")
+    ] = None,
     checkpoints: Annotated[
-        Path | None, typer.Option("--checkpoints", help="Append the checkpoint to this JSONL file.")
+        Path | None, typer.Option("--checkpoints", help="Append to this JSONL file; default audit.checkpoint_file.")
     ] = None,
 ) -> None:
-    """Sign the current chain head and print it (run it from cron for periodic checkpoints)."""
+    """Sign the current chain head, append it to the checkpoint file and print it (run from cron too)."""
     from store.audit import AuditLog, Checkpointer
     from store.checkpoints import CheckpointLog, CheckpointSigner, load_private_key
 
     try:
-        signer = CheckpointSigner(load_private_key(private_key))
-        engine = _engine(config)
+        settings = load_audit_settings(config)
+        key_file = private_key or settings.signing_key_file
+        if key_file is None:
+            raise InvalidInput("No signing key.", hint="Pass --private-key FILE or set audit.signing_key_file.")
+        signer = CheckpointSigner(load_private_key(key_file))
+        file = checkpoints or settings.checkpoint_file
+        engine = _engine(settings)
         try:
-            log = CheckpointLog(checkpoints) if checkpoints else None
-            made = Checkpointer(AuditLog(engine), signer, log).checkpoint()
+            made = Checkpointer(AuditLog(engine), signer, CheckpointLog(file) if file else None).checkpoint()
         finally:
             engine.dispose()
     except BreakglassError as error:
@@ -177,12 +233,13 @@ def _parse_time(text: str | None, option: str) -> datetime | None:
 
 
 def _request_ids(engine: Engine, request: str | None, incident: str | None) -> tuple[str, ...] | None:
+    """The requests selected by --request or --incident; None when neither was given."""
     from store.audit import AuditLog
 
     if request is not None and incident is not None:
         raise InvalidInput("Give --request or --incident, not both.")
     if request is not None:
-        return (request.upper(),)
+        return (request.strip().upper(),)
     if incident is not None:
         return tuple(AuditLog(engine).requests_for_incident(incident))
     return None
@@ -198,27 +255,31 @@ def export(
     output_format: Annotated[ExportFormat, typer.Option("--format", help="jsonl or csv.")] = ExportFormat.jsonl,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
-    """Export events with their hashes (each line can be re-hashed on its own)."""
+    """Export events with their hashes; every line can be re-hashed on its own (docs/audit.md)."""
     from store.audit import AuditLog, EventFilter
 
     try:
-        selection = EventFilter(_parse_time(since, "--since"), _parse_time(until, "--until"))
-        engine = _engine(config)
+        settings = load_audit_settings(config)
+        since_at, until_at = _parse_time(since, "--since"), _parse_time(until, "--until")
+        engine = _engine(settings)
         try:
             ids = _request_ids(engine, request, incident)
-            records = AuditLog(engine).records(EventFilter(selection.since, selection.until, ids))
+            records = AuditLog(engine).records(EventFilter(since_at, until_at, ids))
         finally:
             engine.dispose()
     except BreakglassError as error:
         raise _fail(error) from None
     if ids == ():
-        errors.print(f"no request mentions {incident}; nothing to export.")
+        errors.print(f"no request's reason mentions {incident}; nothing to export.")
     if output is None:
         _write(records, output_format, sys.stdout)
-    else:
+        return
+    try:
         with output.open("w", encoding="utf-8", newline="") as stream:
             _write(records, output_format, stream)
-        errors.print(f"wrote {len(records)} events to {output}")
+    except OSError as exc:
+        raise _fail(InvalidInput(f"Cannot write {output}: {exc.strerror}.")) from None
+    errors.print(f"wrote {len(records)} events to {output}")
 
 
 CSV_COLUMNS = ("seq", "at", "request_id", "actor", "kind", "details", "prev_hash", "hash")
@@ -245,15 +306,20 @@ def report(
     public_key: PublicKeyOption = None,
     workers: WorkersOption = None,
 ) -> None:
-    """Write a self-contained HTML post-incident report: timeline, requests, approvals, verification."""
+    """Write a self-contained HTML post-incident report: timeline, requests, approvals, verification.
+
+    Exits 1 (after writing the report) if the audit chain fails verification.
+    """
     from cli.report_html import ReportData, RequestView, render_report
     from store.audit import AuditLog, EventFilter
     from store.sql import SqlRequestStore
 
-    if request is None and incident is None:
-        raise _fail(InvalidInput("Say what to report on.", hint="Pass --request ID or --incident TAG."))
     try:
-        engine = _engine(config)
+        if request is None and incident is None:
+            raise InvalidInput("Say what to report on.", hint="Pass --request ID or --incident TAG.")
+        settings = load_audit_settings(config)
+        signed, key = _checkpoints(settings, checkpoints, public_key)
+        engine = _engine(settings)
         try:
             ids = _request_ids(engine, request, incident) or ()
             if not ids:
@@ -262,23 +328,25 @@ def report(
             views = tuple(RequestView(store.get(i), tuple(store.approvals(i))) for i in ids)
             log = AuditLog(engine)
             records = tuple(log.records(EventFilter(request_ids=ids)))
-            verification = log.verify(*_checkpoints(checkpoints, public_key), workers=workers)
+            verification = log.verify(signed, key, workers=workers)
         finally:
             engine.dispose()
     except BreakglassError as error:
         raise _fail(error) from None
-    title = f"Incident {incident}" if incident else f"Request {ids[0]}"
-    selection = (
-        f"requests whose reason mentions {incident} ({', '.join(ids)}) and their rollbacks"
-        if incident
-        else f"request {ids[0]}"
-    )
+    if incident:
+        incident = incident.upper()
+        title = f"Incident {incident}"
+        selection = f"requests whose reason mentions {incident}, and their rollbacks: {', '.join(ids)}"
+    else:
+        title, selection = f"Request {ids[0]}", f"request {ids[0]}"
     data = ReportData(title, selection, views, records, verification, datetime.now(UTC))
     try:
         output.write_text(render_report(data), encoding="utf-8")
     except OSError as exc:
         raise _fail(InvalidInput(f"Cannot write {output}: {exc.strerror}.")) from None
-    state = "chain intact" if verification.ok else f"chain FAILED verification at seq {verification.first_bad_seq}"
+    state = (
+        "chain intact" if verification.ok else f"chain FAILED verification (first bad seq {verification.first_bad_seq})"
+    )
     console.print(f"wrote {output}: {len(views)} request(s), {len(records)} events; {state}")
     if not verification.ok:
         raise typer.Exit(1)

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.audit import audit_app
+from cli.oob import decide, policy_app, request_app
 from core.errors import BreakglassError
 
 app = typer.Typer(
@@ -19,10 +20,22 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic).")
 config_app = typer.Typer(no_args_is_help=True, help="Configuration checks.")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(policy_app, name="policy")
+app.add_typer(request_app, name="request")
 app.add_typer(audit_app, name="audit")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
+
+
+@app.callback()
+def _logging() -> None:
+    """Commands other than `serve` log warnings only, to stderr, readable by people."""
+    import logging
+
+    from config.logs import configure_logging
+
+    configure_logging(json_logs=False, level=logging.WARNING)
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="breakglass TOML config file.", envvar="BREAKGLASS_CONFIG")
@@ -154,6 +167,58 @@ def verify(
     from cli.verify import run_verify
 
     raise typer.Exit(run_verify(console, config, name, rtype, values or [], ttl, absent, timeout, as_json))
+
+
+KeyOpt = Annotated[Path | None, typer.Option("--key", "-k", help="Your SSH private key, pinned to you in the policy.")]
+PrintOpt = Annotated[bool, typer.Option("--print-statement", help="Show what to sign on another computer.")]
+SubmitOpt = Annotated[
+    Path | None, typer.Option("--submit-signature", help="A signed block from `breakglass sign` (- = stdin).")
+]
+RequestArg = Annotated[str, typer.Argument(help="Request id, e.g. BG-7K3Q9X.")]
+
+
+@app.command()
+def approve(
+    config: ConfigOption,
+    request_id: RequestArg,
+    key: KeyOpt = None,
+    print_statement: PrintOpt = False,
+    submit_signature: SubmitOpt = None,
+    emergency: Annotated[bool, typer.Option(help="Self-approve your own request under the emergency clause.")] = False,
+) -> None:
+    """Approve out of band (Slack or SSO down) with a statement signed by your SSH key."""
+    decide("approve", config, request_id, key, print_statement, submit_signature, emergency)
+
+
+@app.command()
+def deny(
+    config: ConfigOption,
+    request_id: RequestArg,
+    key: KeyOpt = None,
+    print_statement: PrintOpt = False,
+    submit_signature: SubmitOpt = None,
+) -> None:
+    """Deny (or, as the requester, withdraw) out of band with a statement signed by your SSH key."""
+    decide("deny", config, request_id, key, print_statement, submit_signature, False)
+
+
+@app.command()
+def sign(
+    request_id: RequestArg,
+    digest: Annotated[str, typer.Option(help="The plan digest shown with the request.")],
+    key: Annotated[Path, typer.Option("--key", "-k", help="Your SSH private key.")],
+    signer: Annotated[str, typer.Option("--as", help="Your name as written in the policy.")],
+    decision: Annotated[str, typer.Option(help="approve or deny.")] = "approve",
+) -> None:
+    """Sign a decision on this computer (no config, no network) and print the block to send back."""
+    from cli.oob import _sign
+
+    if decision not in ("approve", "deny"):
+        raise _fail(BreakglassError("--decision must be approve or deny."))
+    try:
+        console.print(_sign(key, request_id, digest, decision, signer, None), highlight=False, end="")
+    except BreakglassError as error:
+        raise _fail(error) from None
 
 
 @app.command()

@@ -152,13 +152,13 @@ def describe(record: AuditRecord) -> str:
         return f"Applied through {_text(d.get('path'))} in {_text(d.get('apply_ms'))} ms."
     if kind == "server_checked":
         serves = "serves" if d.get("served") else "does NOT serve"
-        after = f" after {d.get('seconds')} s" if d.get("served") else ""
+        after = f" {_seconds(d.get('seconds'))} after the apply" if d.get("served") else ""
         return (
             f"{_text(d.get('server'))} {serves} {_text(d.get('name'))} {_text(d.get('type'))}"
             f"{after} (answer: {_text(d.get('answer'))})."
         )
     if kind in ("verified", "recovered"):
-        return f"Served by every authoritative server ({kind}) after {_text(d.get('elapsed_seconds'))} s."
+        return f"Served by every authoritative server ({kind}) after {_seconds(d.get('elapsed_seconds'))}."
     if kind == "verification_failed":
         return f"Verification failed; servers still behind: {_text(d.get('lagging'))}."
     if kind == "rollback_requested":
@@ -183,6 +183,13 @@ def _time(at: datetime) -> str:
     return f"{at:%Y-%m-%d %H:%M:%S}.{at.microsecond // 1000:03d} UTC"
 
 
+def _seconds(value: Any) -> str:
+    """A recorded duration for people: milliseconds below a second."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return _text(value)
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
 def _elapsed(seconds: float) -> str:
     if seconds < 1:
         return f"+{seconds * 1000:.0f} ms"
@@ -202,6 +209,31 @@ def _elapsed(seconds: float) -> str:
 class _Lane:
     key: str
     label: str
+
+
+_CHART_WIDTH = 1188  # the page's content width: the chart fits without scrolling up to ~36 events
+
+
+def _owner_strip(
+    records: Sequence[AuditRecord], colors: dict[str, str], left: float, col: float, y: float
+) -> list[str]:
+    """A coloured strip above the lanes saying which request each column belongs to."""
+    parts = [f'<text class="axis-label" x="10" y="{y + 11}">Request id</text>']
+    runs: list[tuple[str, int, int]] = []  # (request id, first column, last column)
+    for i, r in enumerate(records):
+        if runs and runs[-1][0] == r.request_id:
+            runs[-1] = (r.request_id, runs[-1][1], i)
+        else:
+            runs.append((r.request_id, i, i))
+    for request_id, first, last in runs:
+        x, w = left + col * first + 1, col * (last - first + 1) - 2
+        parts.append(
+            f'<rect class="owner" x="{x:.1f}" y="{y}" width="{w:.1f}" height="16" rx="2" '
+            f'fill="{colors.get(request_id, "#64748b")}"><title>{escape(request_id)}</title></rect>'
+        )
+        if w >= 7 * len(request_id):
+            parts.append(f'<text class="owner-label" x="{x + 5:.1f}" y="{y + 12}">{escape(request_id)}</text>')
+    return parts
 
 
 def _lanes(records: Sequence[AuditRecord]) -> list[_Lane]:
@@ -235,9 +267,10 @@ def timeline_svg(records: Sequence[AuditRecord], requests: Sequence[RequestView]
     lane_y = {lane.key: i for i, lane in enumerate(lanes)}
     colors = {view.stored.request.id: _PALETTE[i % len(_PALETTE)] for i, view in enumerate(requests)}
     kinds = {view.stored.request.id: view.stored.request.kind for view in requests}
-    left, top, lane_h, bottom = 200.0, 64.0, 40.0, 120.0
-    col = max(34.0, min(60.0, 1040 / len(records)))
-    width = int(left + col * len(records) + 24)
+    left, top, lane_h, bottom = 160.0, 56.0, 44.0, 110.0
+    right = 56.0  # room for the last rotated time label
+    col = max(30.0, min(64.0, (_CHART_WIDTH - left - right) / len(records)))
+    width = int(left + col * len(records) + right)
     height = int(top + lane_h * len(lanes) + bottom)
     start = records[0].at
 
@@ -260,28 +293,20 @@ def timeline_svg(records: Sequence[AuditRecord], requests: Sequence[RequestView]
             f'width="{width}" height="{lane_h}"/><text class="lane-label" x="10" y="{y + lane_h / 2 + 4}">'
             f"{escape(lane.label)}</text></g>"
         )
-    # Which request each column belongs to: a coloured strip above the lanes.
-    parts.append(f'<text class="axis-label" x="10" y="{top - 30}">Request</text>')
-    for i, r in enumerate(records):
-        color = colors.get(r.request_id, "#64748b")
-        parts.append(
-            f'<rect class="owner" x="{left + col * i + 1:.1f}" y="{top - 44}" width="{col - 2:.1f}" height="14" '
-            f'fill="{color}"><title>{escape(r.request_id)}</title></rect>'
-        )
+    parts.extend(_owner_strip(records, colors, left, col, top - 40))
+    for i in range(len(records)):
         parts.append(
             f'<line class="guide" x1="{cx(i):.1f}" y1="{top}" x2="{cx(i):.1f}" y2="{top + lane_h * len(lanes)}"/>'
         )
     # Rollback requests: one bar across all their columns in the rollback lane.
     for request_id, kind in kinds.items():
-        if kind is not RequestKind.ROLLBACK:
-            continue
         columns = [i for i, r in enumerate(records) if r.request_id == request_id]
-        if columns:
+        if kind is RequestKind.ROLLBACK and columns:
             x1, x2, y = cx(columns[0]), cx(columns[-1]), cy("rollback")
             parts.append(
                 f'<g class="rollback-span" data-request="{escape(request_id)}"><rect x="{x1:.1f}" y="{y - 5:.1f}" '
                 f'width="{max(x2 - x1, 2):.1f}" height="10" rx="5" fill="{colors[request_id]}" opacity="0.35"/>'
-                f'<text class="span-label" x="{x1:.1f}" y="{y + 16:.1f}">rollback {escape(request_id)}</text></g>'
+                f'<text class="span-label" x="{x1 + 6:.1f}" y="{y - 9:.1f}">rollback {escape(request_id)}</text></g>'
             )
     # Propagation: from the apply to each server's answer.
     last_applied: dict[str, int] = {}
@@ -291,35 +316,41 @@ def timeline_svg(records: Sequence[AuditRecord], requests: Sequence[RequestView]
         elif r.kind == "server_checked" and r.request_id in last_applied:
             x1, x2, y = cx(last_applied[r.request_id]), cx(i), cy(_lane_key(r))
             served = bool(r.details.get("served"))
-            label = f"served after {r.details.get('seconds')} s" if served else "NOT served"
+            label = f"served in {_seconds(r.details.get('seconds'))}" if served else "NOT served"
             server = escape(str(r.details.get("server")))
             parts.append(
                 f'<g class="propagation {"ok" if served else "bad"}" data-server="{server}"'
                 f' data-request="{escape(r.request_id)}"><rect x="{x1:.1f}" y="{y - 3:.1f}" '
                 f'width="{max(x2 - x1, 2):.1f}" height="6" rx="3"/>'
-                f'<text class="bar-label" x="{(x1 + x2) / 2:.1f}" y="{y - 8:.1f}">{escape(label)}</text></g>'
+                f'<text class="bar-label" x="{(x1 + x2) / 2:.1f}" y="{y + 16:.1f}">{escape(label)}</text></g>'
             )
-    # The events themselves.
+    # The events themselves; labels alternate below and above the marks within a lane so neighbours never collide.
+    labelled: dict[str, int] = {}
     for i, r in enumerate(records):
-        x, y = cx(i), cy(_lane_key(r))
+        key = _lane_key(r)
+        x, y = cx(i), cy(key)
         outcome = _outcome(r)
         tip = f"#{r.seq} {_time(r.at)} — {describe(r)}"
         mark = (
-            f'<path class="mark {outcome}" d="M{x - 7:.1f},{y - 7:.1f} L{x + 7:.1f},{y + 7:.1f} '
-            f'M{x + 7:.1f},{y - 7:.1f} L{x - 7:.1f},{y + 7:.1f}"/>'
+            f'<path class="mark {outcome}" d="M{x - 6:.1f},{y - 6:.1f} L{x + 6:.1f},{y + 6:.1f} '
+            f'M{x + 6:.1f},{y - 6:.1f} L{x - 6:.1f},{y + 6:.1f}"/>'
             if outcome == "bad"
-            else f'<circle class="mark {outcome}" cx="{x:.1f}" cy="{y:.1f}" r="7"/>'
+            else f'<circle class="mark {outcome}" cx="{x:.1f}" cy="{y:.1f}" r="6"/>'
         )
-        short = _SHORT.get(r.kind, r.kind.replace("_", " "))
+        label = ""
+        if r.kind != "server_checked":  # the propagation bar carries that label
+            below = labelled.get(key, 0) % 2 == 0
+            labelled[key] = labelled.get(key, 0) + 1
+            short = _SHORT.get(r.kind, r.kind.replace("_", " "))
+            label = f'<text class="mark-label" x="{x:.1f}" y="{y + 18 if below else y - 10:.1f}">{escape(short)}</text>'
         parts.append(
             f'<g class="event" data-seq="{r.seq}" data-kind="{escape(r.kind)}" data-request="{escape(r.request_id)}">'
-            f"<title>{escape(tip)}</title>{mark}"
-            f'<text class="mark-label" x="{x:.1f}" y="{y + 19:.1f}">{escape(short)}</text></g>'
+            f"<title>{escape(tip)}</title>{mark}{label}</g>"
         )
-        label = f"{r.at:%H:%M:%S} {_elapsed((r.at - start).total_seconds())}" if i else f"{r.at:%H:%M:%S}"
+        when = f"{r.at:%H:%M:%S} {_elapsed((r.at - start).total_seconds())}" if i else f"{r.at:%H:%M:%S}"
         ty = top + lane_h * len(lanes) + 10
         parts.append(
-            f'<text class="time" x="{x:.1f}" y="{ty}" transform="rotate(50 {x:.1f} {ty})">{escape(label)}</text>'
+            f'<text class="time" x="{x - 3:.1f}" y="{ty}" transform="rotate(55 {x - 3:.1f} {ty})">{escape(when)}</text>'
         )
     parts.append("</svg>")
     legend = "".join(
@@ -350,21 +381,23 @@ h3 { font-size: 16px; margin: 18px 0 6px; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; background: #fff; }
 th, td { border: 1px solid #e2e8f0; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f1f5f9; font-weight: 600; }
-td.num { text-align: right; white-space: nowrap; } td.time { white-space: nowrap; }
+td.num, td.time, td.nowrap { white-space: nowrap; } td.num { text-align: right; }
 .reason { white-space: pre-wrap; background: #fff; border-left: 4px solid #94a3b8; padding: 6px 10px; margin: 4px 0; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 13px; background: #e2e8f0; }
 .badge.ok { background: #dcfce7; } .badge.bad { background: #fee2e2; }
 .chart { overflow-x: auto; background: #fff; border: 1px solid #e2e8f0; border-radius: 8px; }
 .timeline .lane-even { fill: #f8fafc; } .timeline .lane-odd { fill: #eef2f7; }
 .timeline .lane-label, .timeline .axis-label { font-size: 13px; font-weight: 600; fill: #334155; }
+.timeline .owner-label { font-size: 11px; font-weight: 600; fill: #fff; }
 .timeline .guide { stroke: #e2e8f0; stroke-width: 1; }
 .timeline .mark.ok { fill: #16a34a; stroke: #14532d; } .timeline .mark.step { fill: #3b82f6; stroke: #1e3a8a; }
 .timeline .mark.bad { stroke: #dc2626; stroke-width: 3.5; fill: none; }
 .timeline .mark-label { font-size: 10px; text-anchor: middle; fill: #334155; }
 .timeline .time { font-size: 10px; fill: #475569; }
 .timeline .propagation.ok rect { fill: #86efac; } .timeline .propagation.bad rect { fill: #fca5a5; }
-.timeline .bar-label, .timeline .span-label { font-size: 10px; fill: #334155; text-anchor: middle; }
-.timeline .span-label { text-anchor: start; }
+.timeline .bar-label, .timeline .span-label { font-size: 10px; fill: #166534; text-anchor: middle; }
+.timeline .propagation.bad .bar-label { fill: #991b1b; font-weight: 700; }
+.timeline .span-label { text-anchor: start; fill: #581c87; }
 .legend { font-size: 13px; color: #334155; }
 .swatch { display: inline-block; width: 14px; height: 10px; margin: 0 4px 0 10px; border-radius: 2px; }
 .dot { display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin: 0 4px 0 12px; }
@@ -402,7 +435,9 @@ def _verdict(v: ChainVerification) -> str:
         return f'<div class="verdict good" id="verdict">{escape(text)}</div>'
     first = v.first_bad_seq
     where = f"first bad event: seq {first}" if first is not None else "a checkpoint does not verify"
-    return f'<div class="verdict bad" id="verdict">{escape(f"Audit chain FAILED verification ({where}).")}</div>'
+    detail = v.problems[0].text if v.problems else next(c.text for c in v.checkpoints if not c.signature_valid)
+    text = f"Audit chain FAILED verification ({where}): {detail} See “Audit chain verification” below."
+    return f'<div class="verdict bad" id="verdict">{escape(text)}</div>'
 
 
 def _request_section(view: RequestView, records: Sequence[AuditRecord]) -> str:
@@ -455,9 +490,9 @@ def _event_table(records: Sequence[AuditRecord]) -> str:
             _td(r.seq, "num"),
             _td(_time(r.at), "time"),
             _td(_elapsed((r.at - start).total_seconds()) if i else "start", "num"),
-            _td(r.request_id),
-            _td(r.actor),
-            _td(r.kind),
+            _td(r.request_id, "nowrap"),
+            _td(r.actor, "nowrap"),
+            _td(r.kind, "nowrap"),
             _td(describe(r)),
         ]
         for i, r in enumerate(records)
@@ -473,7 +508,7 @@ def _propagation_table(records: Sequence[AuditRecord]) -> str:
             _td(f"{r.details.get('name', '')} {r.details.get('type', '')}"),
             f'<td><span class="badge {"ok" if r.details.get("served") else "bad"}">'
             f"{'served' if r.details.get('served') else 'NOT served'}</span></td>",
-            _td(_text(r.details.get("seconds")), "num"),
+            _td(_seconds(r.details.get("seconds")) if r.details.get("served") else "—", "num"),
             _td(_text(r.details.get("answer"))),
         ]
         for r in records
@@ -481,7 +516,7 @@ def _propagation_table(records: Sequence[AuditRecord]) -> str:
     ]
     if not rows:
         return '<p class="muted">No server was checked (nothing was applied).</p>'
-    return _table(["Request", "Server", "Record", "Result", "Seconds after apply", "Last answer"], rows, "propagation")
+    return _table(["Request", "Server", "Record", "Result", "After the apply", "Last answer"], rows, "propagation")
 
 
 def _verification_section(v: ChainVerification, records: Sequence[AuditRecord]) -> str:

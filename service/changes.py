@@ -6,13 +6,14 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
 from approvals.matching import Requirement, check_request
 from approvals.policy import Policy, PolicyError
 from approvals.signing import PolicySignatureError
+from approvals.statements import Decision, SignedStatement, verify_statement
 from core.errors import (
     ApprovalRefused,
     BreakglassError,
@@ -113,7 +114,9 @@ class ChangeService:
 
     # --- requesting ---------------------------------------------------------------
 
-    def request_change(self, requester: Principal, edits: Sequence[RecordEdit], reason: str) -> StoredRequest:
+    def request_change(
+        self, requester: Principal, edits: Sequence[RecordEdit], reason: str, *, request_id: str | None = None
+    ) -> StoredRequest:
         """Plan ``edits`` against what the zone serves now and persist the request for approval."""
         if not reason.strip():
             raise InvalidInput("A reason is required.", hint='Add reason="INC-123 what and why".')
@@ -126,7 +129,7 @@ class ChangeService:
             )
         return self._create(
             ChangeRequest(
-                id=self._new_id(),
+                id=request_id or self._new_id(),
                 kind=RequestKind.CHANGE,
                 zone=zone.name,
                 edits=tuple(edits),
@@ -266,6 +269,57 @@ class ChangeService:
                 NewEvent(request_id, str(SYSTEM), EventKind.QUORUM_REACHED, {"approvers": approvers}),
             )  # fmt: skip
         return ApprovalOutcome(self._store.get(request_id), approvals, requirement.missing(approvals), ready, notify)
+
+    # --- out of band: decisions signed with a person's pinned SSH key -----------------------
+
+    STATEMENT_MAX_AGE = timedelta(minutes=30)
+
+    def identify(self, signed: SignedStatement, *, request_id: str, plan_digest: str, decision: Decision) -> Principal:
+        """The key principal behind ``signed``, if it is this decision, on this request and plan, and fresh."""
+        principal = verify_statement(
+            signed, self._policy_in_force(), request_id=request_id, plan_digest=plan_digest,
+            now=self._now(), max_age=self.STATEMENT_MAX_AGE,
+        )  # fmt: skip
+        if signed.statement.decision is not decision:
+            raise ApprovalRefused(
+                RefusalReason.WRONG_REQUEST,
+                f"The statement says `{signed.statement.decision.value}`, not `{decision.value}`.",
+            )
+        return principal
+
+    def decide_signed(self, signed: SignedStatement, *, emergency: bool = False) -> ApprovalOutcome | StoredRequest:
+        """Apply an approve/deny statement signed out of band (Slack down, SSO down)."""
+        request_id = signed.statement.request_id
+        stored = self._store.get(request_id)
+        try:
+            if signed.statement.decision is Decision.REQUEST:
+                raise ApprovalRefused(RefusalReason.WRONG_REQUEST, "A request statement cannot approve or deny.")
+            principal = self.identify(
+                signed, request_id=request_id, plan_digest=stored.plan.digest(), decision=signed.statement.decision
+            )
+        except ApprovalRefused as refusal:
+            self._store.append(NewEvent(request_id, f"key:{signed.statement.signer}", EventKind.APPROVAL_REFUSED, {
+                "reason": refusal.reason.value, "key": signed.statement.key_fingerprint,
+            }))  # fmt: skip
+            raise
+        if signed.statement.decision is Decision.DENY:
+            return self.deny(request_id, principal)
+        return self.approve(request_id, principal, emergency=emergency)
+
+    def request_change_signed(
+        self, edits: Sequence[RecordEdit], reason: str, sign: Callable[[str, str], SignedStatement]
+    ) -> StoredRequest:
+        """A request made out of band: ``sign(request_id, plan_digest)`` proves who asks, with their key."""
+        request_id = self._new_id()
+        zone = self.zones.for_name(edits[0].name) if edits else None
+        if zone is None:
+            raise InvalidInput("Nothing to change.")
+        preview = make_plan(request_id, zone.name, zone.paths[0].path, edits, policy=self._policy_in_force().sha256)
+        signed = sign(request_id, preview.digest())
+        requester = self.identify(
+            signed, request_id=request_id, plan_digest=preview.digest(), decision=Decision.REQUEST
+        )
+        return self.request_change(requester, edits, reason, request_id=request_id)
 
     def deny(self, request_id: str, person: Principal) -> StoredRequest:
         """Approvers may deny; the requester may always withdraw (denying is the safe direction)."""
