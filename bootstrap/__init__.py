@@ -5,7 +5,6 @@ The only module that knows every concrete class; everything else sees ports.
 
 from __future__ import annotations
 
-
 from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
