@@ -60,6 +60,7 @@ class Requirement:
     expires_after: int  # seconds
     emergency_allowed: bool
     rollback_count: int  # what a rollback of this change will need
+    sealed_count: int  # approvals before a sealed-envelope (Vault-down) credential may be opened
     drill: bool = False
 
     def expires_at(self, request: ChangeRequest) -> datetime:
@@ -328,6 +329,7 @@ def _combine(policy: Policy, request: ChangeRequest, person: Person, rules: list
         expires_after=min(r.expires_after for r in rules),
         emergency_allowed=all(r.emergency is not None and person in policy.members(r.emergency.groups) for r in rules),
         rollback_count=max(r.approvals.rollback_count for r in rules),
+        sealed_count=max(r.approvals.sealed_count for r in rules),
         drill=drill,
     )
 

@@ -199,6 +199,7 @@ class ApprovalSpec:
     must_include: tuple[str, ...]  # at least one approver from each; these groups are eligible too
     rollback_count: int
     drill_count: int
+    sealed_count: int  # approvals needed before a sealed-envelope credential may be opened
 
 
 @dataclass(frozen=True)
@@ -321,6 +322,7 @@ class _RawApprovals(_Strict):
     must_include: list[str] = []
     rollback_count: int | None = Field(default=None, ge=1, le=50)
     drill_count: int | None = Field(default=None, ge=1, le=50)
+    sealed_count: int | None = Field(default=None, ge=1, le=50)
 
 
 class _RawTargets(_Strict):
@@ -569,6 +571,7 @@ def _build_rule(raw: _RawRule, where: str, known_groups: set[str], problems: lis
         must_include=check_groups("approvals.must_include", approvals.must_include),
         rollback_count=approvals.rollback_count or approvals.count,
         drill_count=approvals.drill_count or approvals.count,
+        sealed_count=approvals.sealed_count or approvals.count + 1,
     )
     requesters = check_groups("requesters", raw.requesters)
     targets = _build_targets(raw.targets, where, problems)

@@ -10,45 +10,26 @@ from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
 from approvals.policy_file import SignedPolicyFile
+from bootstrap.paths import build_routes
 from bot.app import build_app
-from config import AppConfig, SlackSettings, ZoneConfig, read_secret
+from config import AppConfig, SlackSettings, ZoneConfig
 from config.logs import configure_logging
-
-__all__ = ["build_engine", "build_service", "build_slack_app", "configure_logging"]
 from core.records import normalize_name
-from core.secrets import Secret
-from core.verification import ServerAddress
-from credentials.vault import VaultTsigSource
 from probes.liveness import RecordProber
 from providers.authoritative import DnsAuthoritativeQuerier
 from providers.discovery import DnsAddressResolver
 from providers.inspection import DnsZoneInspector, InspectionSettings, servers_of
-from providers.rfc2136 import Rfc2136Path
 from service.changes import ChangeService
 from service.propagation import PropagationChecker
-from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime
+from service.zones import ZoneDirectory, ZoneRuntime
 from store.migrate import require_up_to_date
 from store.sql import SqlRequestStore, make_engine
 
+__all__ = ["build_engine", "build_service", "build_slack_app", "configure_logging"]
+
 
 def _zone_runtime(config: AppConfig, zone: ZoneConfig) -> ZoneRuntime:
-    role_id = read_secret(config.vault.role_id_file, "BREAKGLASS_VAULT_ROLE_ID", "Vault AppRole role_id")
-    secret_id = read_secret(config.vault.secret_id_file, "BREAKGLASS_VAULT_SECRET_ID", "Vault AppRole secret_id")
-    paths = []
-    for path in zone.paths:
-        source = VaultTsigSource(
-            name=f"vault-kv:{path.credentials.mount}/{path.credentials.path}",
-            address=config.vault.address,
-            role_id=Secret(role_id.get_secret_value()),
-            secret_id=Secret(secret_id.get_secret_value()),
-            kv_mount=path.credentials.mount,
-            kv_path=path.credentials.path,
-            approle_mount=config.vault.approle_mount,
-            timeout_seconds=config.vault.timeout_seconds,
-        )
-        provider = Rfc2136Path(path.name, ServerAddress.parse(path.server), zone.name, path.timeout_seconds)
-        paths.append(PathRuntime(provider, source))
-    return ZoneRuntime(zone.name, tuple(paths), tuple(p.to_probe() for p in zone.probes))
+    return ZoneRuntime(zone.name, build_routes(config, zone), tuple(p.to_probe() for p in zone.probes))
 
 
 def _inspection(config: AppConfig, zone: ZoneConfig) -> InspectionSettings:

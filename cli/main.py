@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -11,6 +11,9 @@ from rich.table import Table
 
 from cli.audit import audit_app
 from cli.oob import decide, policy_app, request_app
+
+if TYPE_CHECKING:
+    from config import AppConfig
 from core.errors import BreakglassError
 
 app = typer.Typer(
@@ -36,6 +39,7 @@ def _logging() -> None:
     from config.logs import configure_logging
 
     configure_logging(json_logs=False, level=logging.WARNING)
+
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="breakglass TOML config file.", envvar="BREAKGLASS_CONFIG")
@@ -94,24 +98,48 @@ def config_check(config: ConfigOption) -> None:
         settings = load_config(config)
     except BreakglassError as error:
         raise _fail(error) from None
-    table = Table("zone", "change paths (in order)", "authoritative servers")
+    from bootstrap.paths import trust_of
+
     for zone in settings.zones:
-        paths = ", ".join(
-            f"{p.name} ({p.kind} → {p.server}, {p.credentials.source}:{p.credentials.path})" for p in zone.paths
-        )
-        table.add_row(zone.name, paths, ", ".join(zone.authoritative_servers))
-    console.print(table)
+        servers = ", ".join(zone.authoritative_servers) or "discovered from the zone's NS set"
+        console.print(f"[bold]zone {zone.name}[/bold] (verified on {servers})", highlight=False)
+        for number, path in enumerate(zone.paths, start=1):
+            trust = trust_of(settings, path)
+            console.print(f"  {number}. {path.name}: {path.kind} -> {path.endpoint()}", highlight=False)
+            console.print(
+                f"     credentials {path.credentials.source}; identity {trust.identity}; "
+                f"source {trust.credential_source}",
+                highlight=False, soft_wrap=True,
+            )  # fmt: skip
     problem = SignedPolicyFile(settings.policy.file, settings.policy.signature, settings.policy.trusted_keys).problem()
     if problem:
         console.print(f"[red]policy refused:[/red] {problem}", highlight=False)
     else:
         console.print(f"policy {settings.policy.file}: signed by a trusted key", highlight=False)
+    for warning in trust_warnings(settings):
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+
+
+def trust_warnings(settings: AppConfig) -> list[str]:
+    """Zones whose backup path would fail together with the primary."""
+    from bootstrap.paths import trust_of
+
+    warnings = []
     for zone in settings.zones:
         if len(zone.paths) < 2:
-            console.print(
-                f"[yellow]warning:[/yellow] zone {zone.name} has a single change path; if it fails, "
-                "routing cannot be corrected. Add a backup path with a separate trust path."
+            warnings.append(
+                f"zone {zone.name} has a single change path; if it fails, routing cannot be corrected. "
+                "Add a backup path with a separate trust path."
             )
+        for i, first in enumerate(zone.paths):
+            for second in zone.paths[i + 1 :]:
+                shared = trust_of(settings, first).shared_with(trust_of(settings, second))
+                if shared:
+                    warnings.append(
+                        f"zone {zone.name}: paths {first.name} and {second.name} share {', '.join(shared)}; "
+                        "one outage there takes both down."
+                    )
+    return warnings
 
 
 @app.command()

@@ -29,19 +29,78 @@ class _Strict(BaseModel):
 
 
 class VaultKvCredentials(_Strict):
-    """A TSIG key in Vault/OpenBao KV v2, read with the AppRole login from [vault]."""
+    """A TSIG key or API key in Vault/OpenBao KV v2, read after an AppRole login."""
 
-    source: Literal["vault-kv"] = "vault-kv"
+    source: Literal["vault-kv"]
+    vault: str = "default"  # which [vault] / [vaults.NAME] identity logs in
     mount: str = "secret"
     path: str
+    kind: Literal["tsig", "api_key"] = "tsig"
 
 
-class Rfc2136PathConfig(_Strict):
+class VaultStsCredentials(_Strict):
+    """AWS: a Vault/OpenBao identity token exchanged at STS AssumeRoleWithWebIdentity (900 s)."""
+
+    source: Literal["vault-identity-sts"]
+    vault: str = "default"
+    oidc_role: str
+    role_arn: str
+    hosted_zone_id: str | None = None  # limits the session policy to this zone
+    sts_endpoint_url: str | None = None
+    region: str = "us-east-1"
+
+
+class VaultAwsCredentials(_Strict):
+    """AWS: HashiCorp Vault's AWS secrets engine (aws/sts or aws/creds)."""
+
+    source: Literal["vault-aws"]
+    vault: str = "default"
+    aws_role: str
+    endpoint: Literal["sts", "creds"] = "sts"
+    role_arn: str | None = None
+    aws_mount: str = "aws"
+    region: str = "us-east-1"
+
+
+class SealedCredentials(_Strict):
+    """For when Vault itself is down: an AEAD-sealed file whose key is kept off the bot host."""
+
+    source: Literal["sealed"]
+    envelope_path: Path
+    envelope_name: str
+    key_file: Path | None = None  # mounted only during break-glass...
+    key_env: str | None = None  # ...or handed over in the environment
+
+    @model_validator(mode="after")
+    def _one_key(self) -> SealedCredentials:
+        if (self.key_file is None) == (self.key_env is None):
+            raise ValueError("a sealed envelope needs exactly one of key_file or key_env")
+        return self
+
+
+CredentialsConfig = Annotated[
+    VaultKvCredentials | VaultStsCredentials | VaultAwsCredentials | SealedCredentials, Field(discriminator="source")
+]
+
+
+class TrustLabels(_Strict):
+    """Declared trust path of a change path; unset labels are derived from the config."""
+
+    identity: str | None = None  # who the path acts as (Vault AppRole, IAM role...)
+    credential_source: str | None = None  # where its secret comes from (which Vault, sealed file...)
+    control_plane: str | None = None  # what it talks to (a DNS primary, an API, Route53)
+
+
+class _PathBase(_Strict):
+    name: str
+    timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    credentials: CredentialsConfig
+    trust: TrustLabels = TrustLabels()
+
+
+class Rfc2136PathConfig(_PathBase):
     kind: Literal["rfc2136"]
-    name: str = "rfc2136"
     server: str  # host:port of the primary that accepts TSIG-signed UPDATEs
-    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    credentials: VaultKvCredentials
 
     @field_validator("server")
     @classmethod
@@ -49,8 +108,32 @@ class Rfc2136PathConfig(_Strict):
         ServerAddress.parse(value)
         return value
 
+    def endpoint(self) -> str:
+        return f"dns://{self.server}"
 
-PathConfig = Annotated[Rfc2136PathConfig, Field(discriminator="kind")]
+
+class PowerDnsPathConfig(_PathBase):
+    kind: Literal["powerdns"]
+    api_url: str  # e.g. http://127.0.0.1:8081
+    server_id: str = "localhost"
+
+    def endpoint(self) -> str:
+        return self.api_url
+
+
+class Route53PathConfig(_PathBase):
+    kind: Literal["route53"]
+    endpoint_url: str | None = None  # default AWS; tests point it at a local emulator
+    hosted_zone_id: str | None = None
+    max_changes: int = Field(default=1000, ge=1, le=1000)
+    allow_multi_batch: bool = False  # split plans over max_changes into several (reported) batches
+    insync_timeout_seconds: float = 60.0
+
+    def endpoint(self) -> str:
+        return self.endpoint_url or "route53.amazonaws.com"
+
+
+PathConfig = Annotated[Rfc2136PathConfig | PowerDnsPathConfig | Route53PathConfig, Field(discriminator="kind")]
 
 
 class ZoneVerificationConfig(_Strict):
@@ -115,8 +198,17 @@ class ZoneConfig(_Strict):
     name: str
     authoritative_servers: list[str] = []  # every server verification must see (unless discovered)
     paths: list[PathConfig] = Field(min_length=1)  # change paths, tried in order
+    max_change_fraction: float = Field(default=0.3, gt=0, le=1)  # octoDNS-style: refuse bigger plans...
+    max_change_min_records: int = Field(default=10, ge=1)  # ...in zones with at least this many rrsets
     verification: ZoneVerificationConfig = ZoneVerificationConfig()
     probes: list[ProbeConfig] = []  # liveness of the new target before a request counts as recovered
+
+    @model_validator(mode="after")
+    def _unique_paths(self) -> ZoneConfig:
+        names = [p.name for p in self.paths]
+        if len(names) != len(set(names)):
+            raise ValueError(f"change path names must be unique in a zone: {names}")
+        return self
 
     @model_validator(mode="after")
     def _somewhere_to_verify(self) -> ZoneConfig:
@@ -147,7 +239,7 @@ class ZoneConfig(_Strict):
 class VaultConfig(_Strict):
     address: str
     approle_mount: str = "approle"
-    role_id_file: Path | None = None  # else env BREAKGLASS_VAULT_ROLE_ID
+    role_id_file: Path | None = None  # else env BREAKGLASS_VAULT_ROLE_ID (or _<NAME>_ for [vaults.NAME])
     secret_id_file: Path | None = None  # else env BREAKGLASS_VAULT_SECRET_ID
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
@@ -176,6 +268,7 @@ class DatabaseConfig(_Strict):
 class AppConfig(_Strict):
     database: DatabaseConfig = DatabaseConfig()
     vault: VaultConfig
+    vaults: dict[str, VaultConfig] = {}  # further Vault identities, for paths that must not share one
     policy: PolicyConfig
     verification: VerificationConfig = VerificationConfig()
     zones: list[ZoneConfig] = Field(min_length=1)
@@ -185,6 +278,23 @@ class AppConfig(_Strict):
         names = [z.name for z in self.zones]
         if len(names) != len(set(names)):
             raise ValueError("a zone is listed twice")
+        return self
+
+    def vault_named(self, name: str) -> VaultConfig:
+        if name == "default":
+            return self.vault
+        try:
+            return self.vaults[name]
+        except KeyError:
+            raise ConfigError(f"No [vaults.{name}] section, but a change path uses vault = \"{name}\".") from None
+
+    @model_validator(mode="after")
+    def _known_vaults(self) -> AppConfig:
+        for zone in self.zones:
+            for path in zone.paths:
+                vault = getattr(path.credentials, "vault", "default")
+                if vault != "default" and vault not in self.vaults:
+                    raise ValueError(f"zone {zone.name} path {path.name} uses unknown vault {vault!r}")
         return self
 
     def zone_for(self, name: str) -> ZoneConfig | None:

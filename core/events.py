@@ -23,6 +23,9 @@ class EventKind(StrEnum):
     CREDENTIALS_REVOKED = "credentials_revoked"
     CREDENTIALS_REVOKE_FAILED = "credentials_revoke_failed"
     CREDENTIALS_FAILED = "credentials_failed"
+    CREDENTIALS_MUST_ROTATE = "credentials_must_rotate"  # a sealed envelope was opened
+    PATH_FAILED = "path_failed"  # one change path failed; the next one with another trust path is tried
+    PATH_SKIPPED = "path_skipped"
     CONFLICT = "conflict"
     APPLY_FAILED = "apply_failed"
     APPLIED = "applied"

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import structlog
 
@@ -14,6 +15,7 @@ from approvals.matching import Requirement, check_request
 from approvals.policy import Policy, PolicyError
 from approvals.signing import PolicySignatureError
 from approvals.statements import Decision, SignedStatement, verify_statement
+from core.credentials import Credentials
 from core.errors import (
     ApprovalRefused,
     BreakglassError,
@@ -31,12 +33,13 @@ from core.ports import Lease, LivenessProber, Notifier, RequestStore, StoredRequ
 from core.records import RecordType, RRset
 from core.states import RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
 from core.verification import VerificationOutcome, VerificationReport
-from service.planning import check_still_current, make_plan
+from service.planning import already_applied, check_still_current, make_plan
 from service.policy import PolicySource, describe
 from service.propagation import PropagationChecker
 from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime
 
 log = structlog.get_logger("breakglass.service")
+T = TypeVar("T")
 
 _ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: ids get read aloud on calls
 
@@ -148,9 +151,12 @@ class ChangeService:
                 hint="Check `/dns status` for where it stands.",
             )
         zone = self.zones.get(original.plan.zone)
-        path = zone.paths[0].path
-        for change in original.plan.changes:
-            now = path.read(change.name, change.rtype)
+        current = self._through_any_path(
+            request_id,
+            zone,
+            lambda route, creds: [route.path.read(c.name, c.rtype, creds) for c in original.plan.changes],
+        )
+        for change, now in zip(original.plan.changes, current, strict=True):
             if now != change.after:
                 found = now.describe() if now else "no record"
                 raise ConflictError(
@@ -175,6 +181,33 @@ class ChangeService:
         )
         return stored
 
+    def _through_any_path(
+        self, request_id: str, zone: ZoneRuntime, read: Callable[[PathRuntime, Credentials | None], T]
+    ) -> T:
+        """Run a read through the first change path that answers (leasing credentials if it needs them)."""
+        errors = []
+        for route in zone.paths:
+            if route.sealed and route.path.reads_need_credentials:
+                continue  # never open a sealed envelope just to look
+            try:
+                if not route.path.reads_need_credentials:
+                    return read(route, None)
+                lease = route.credentials.lease()
+                self._store.append(NewEvent(request_id, str(SYSTEM), EventKind.CREDENTIALS_LEASED, {
+                    "source": lease.info.source, "lease_id": lease.info.lease_id,
+                    "ttl_seconds": lease.info.ttl_seconds, "purpose": "read",
+                }))  # fmt: skip
+                try:
+                    return read(route, lease.credentials)
+                finally:
+                    self._revoke(request_id, lease)
+            except (ProviderError, CredentialError) as error:
+                errors.append(f"{route.path.name}: {error.user_text()}")
+        raise ProviderError(
+            "Could not read the current records through any change path: " + "; ".join(errors),
+            hint="Check the change paths' servers and credentials (`breakglass config check`).",
+        )
+
     def _create(self, request: ChangeRequest) -> StoredRequest:
         zone = self.zones.get(request.zone)
         try:
@@ -187,7 +220,11 @@ class ChangeService:
             }))  # fmt: skip
             log.info("request.refused", request_id=request.id, requester=str(request.requester), reason=reason)
             raise
-        plan = make_plan(request.id, request.zone, zone.paths[0].path, request.edits, policy=policy.sha256)
+        plan = self._through_any_path(
+            request.id, zone, lambda route, creds: make_plan(
+                request.id, request.zone, route.path, request.edits, creds, policy=policy.sha256
+            ),
+        )  # fmt: skip
         details: dict[str, EventValue] = {"digest": plan.digest(), "path": plan.path, "kind": request.kind.value}
         stored = self._store.create(
             request, plan, NewEvent(request.id, str(request.requester), EventKind.PLANNED, details)
@@ -355,24 +392,79 @@ class ChangeService:
         stored = self._store.get(request_id)
         if not claimed:
             return ExecutionResult(stored, None, None)
-        path = self.zones.get(stored.plan.zone).paths[0]
-        try:
-            applied_at = self._apply(stored, path, notifier)
-        except (ConflictError, CredentialError, ProviderError) as error:
-            final = RequestState.CONFLICT if isinstance(error, ConflictError) else RequestState.APPLY_FAILED
-            kind = EventKind.CONFLICT if isinstance(error, ConflictError) else EventKind.APPLY_FAILED
-            self._store.transition(
-                request_id,
-                RequestState.APPLYING,
-                final,
-                NewEvent(request_id, str(SYSTEM), kind, {"path": path.path.name, "error": error.user_text()}),
-            )
-            log.warning("apply.failed", request_id=request_id, path=path.path.name, error=type(error).__name__)
-            stored = self._store.get(request_id)
-            notifier.progress(stored, f"Nothing was applied: {error.user_text()}")
-            notifier.finished(stored, None)
-            return ExecutionResult(stored, None, error)
-        return self._verify(request_id, applied_at, notifier)
+        failures: list[tuple[PathRuntime, BreakglassError]] = []
+        for route in self.zones.get(stored.plan.zone).paths:
+            skip = self._skip_reason(stored, route, failures)
+            if skip:
+                self._store.append(NewEvent(request_id, str(SYSTEM), EventKind.PATH_SKIPPED, {
+                    "path": route.path.name, "reason": skip,
+                }))  # fmt: skip
+                notifier.progress(stored, f"Skipping change path {route.path.name}: {skip}.")
+                continue
+            try:
+                applied_at = self._apply(stored, route, notifier)
+            except ConflictError as error:  # not a path failure: someone changed the record; re-plan
+                return self._not_applied(stored, RequestState.CONFLICT, EventKind.CONFLICT, route, error, notifier)
+            except (CredentialError, ProviderError) as error:
+                failures.append((route, error))
+                self._store.append(NewEvent(request_id, str(SYSTEM), EventKind.PATH_FAILED, {
+                    "path": route.path.name, "error": error.user_text(), "kind": type(error).__name__,
+                }))  # fmt: skip
+                log.warning(
+                    "apply.path_failed", request_id=request_id, path=route.path.name, error=type(error).__name__
+                )
+                notifier.progress(stored, f"Change path {route.path.name} failed: {error.user_text()}")
+                continue
+            return self._verify(request_id, applied_at, notifier)
+        summary = "; ".join(f"{route.path.name}: {error.user_text()}" for route, error in failures)
+        exhausted = ProviderError(
+            f"Every change path failed or was skipped, so nothing was applied ({summary or 'no usable path'}).",
+            hint="Fix one path (see the thread), then request the change again.",
+        )
+        return self._not_applied(stored, RequestState.APPLY_FAILED, EventKind.APPLY_FAILED, None, exhausted, notifier)
+
+    def _skip_reason(
+        self, stored: StoredRequest, route: PathRuntime, failures: Sequence[tuple[PathRuntime, BreakglassError]]
+    ) -> str:
+        """Why trying ``route`` now is pointless or not allowed ("" to try it)."""
+        for failed, error in failures:
+            if isinstance(error, CredentialError):
+                shared = [s for s in route.trust.shared_with(failed.trust) if not s.startswith("control plane")]
+            else:
+                shared = [s for s in route.trust.shared_with(failed.trust) if s.startswith("control plane")]
+            if shared:
+                return f"it shares {', '.join(shared)} with {failed.path.name}, which just failed"
+        if route.sealed:
+            requirement = self._requirement(stored)
+            have = len(requirement.counted(self._store.approvals(stored.request.id)))
+            if have < requirement.sealed_count:
+                return (
+                    f"opening the sealed envelope needs {requirement.sealed_count} approvals and this request has "
+                    f"{have}; request again and collect {requirement.sealed_count} approvals to use it"
+                )
+        return ""
+
+    def _not_applied(
+        self,
+        stored: StoredRequest,
+        final: RequestState,
+        kind: EventKind,
+        route: PathRuntime | None,
+        error: BreakglassError,
+        notifier: Notifier,
+    ) -> ExecutionResult:
+        request_id = stored.request.id
+        details: dict[str, EventValue] = {"error": error.user_text()}
+        if route is not None:
+            details["path"] = route.path.name
+        self._store.transition(
+            request_id, RequestState.APPLYING, final, NewEvent(request_id, str(SYSTEM), kind, details)
+        )
+        log.warning("apply.failed", request_id=request_id, state=final.value, error=type(error).__name__)
+        stored = self._store.get(request_id)
+        notifier.progress(stored, f"Nothing was applied: {error.user_text()}")
+        notifier.finished(stored, None)
+        return ExecutionResult(stored, None, error)
 
     def _check_still_approved(self, stored: StoredRequest) -> None:
         """Approvals hold only for this plan, under these rules, within the expiry (fail closed)."""
@@ -422,9 +514,18 @@ class ChangeService:
                     },
                 )
             )
-            check_still_current(stored.plan, route.path, lease.credentials)
+            if lease.info.must_rotate:
+                self._store.append(NewEvent(request_id, str(SYSTEM), EventKind.CREDENTIALS_MUST_ROTATE, {
+                    "source": lease.info.source, "lease_id": lease.info.lease_id,
+                }))  # fmt: skip
+                notifier.progress(stored, f":rotating_light: Opened {lease.info.source}: these credentials are now "
+                                  "exposed to this bot and MUST be rotated after the incident.")  # fmt: skip
             started = time.monotonic()
-            route.path.apply(stored.plan.changes, lease.credentials)
+            if already_applied(stored.plan, route.path, lease.credentials):
+                notifier.progress(stored, "Every record already holds the new value (an earlier attempt applied it).")
+            else:
+                check_still_current(stored.plan, route.path, lease.credentials)
+                route.path.apply(stored.plan.changes, lease.credentials)
             applied_at = time.monotonic()
         finally:
             self._revoke(request_id, lease)

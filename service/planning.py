@@ -75,6 +75,11 @@ def make_plan(
     return Plan(request_id=request_id, zone=zone, path=path.name, changes=tuple(changes), policy=policy)
 
 
+def already_applied(plan: Plan, path: ChangePath, credentials: Credentials | None = None) -> bool:
+    """Every rrset already holds its new value: applying again must be a no-op (retries, failover)."""
+    return all(path.read(c.name, c.rtype, credentials) == c.after for c in plan.changes)
+
+
 def check_still_current(plan: Plan, path: ChangePath, credentials: Credentials | None = None) -> None:
     """Raise ConflictError if any rrset no longer holds what approvers saw."""
     for change in plan.changes:

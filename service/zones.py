@@ -12,11 +12,32 @@ from core.records import is_subdomain
 
 
 @dataclass(frozen=True)
+class TrustPath:
+    """What a change path depends on; a backup is only useful where these differ from the primary's."""
+
+    identity: str  # who it acts as (a Vault AppRole, an IAM role)
+    credential_source: str  # where the secret comes from (a Vault, a sealed file)
+    control_plane: str  # what it talks to (a DNS primary, an HTTP API, Route53)
+
+    def shared_with(self, other: TrustPath) -> list[str]:
+        shared = []
+        if self.identity == other.identity:
+            shared.append(f"identity {self.identity}")
+        if self.credential_source == other.credential_source:
+            shared.append(f"credential source {self.credential_source}")
+        if self.control_plane == other.control_plane:
+            shared.append(f"control plane {self.control_plane}")
+        return shared
+
+
+@dataclass(frozen=True)
 class PathRuntime:
     """A change path together with the credential source that unlocks it."""
 
     path: ChangePath
     credentials: CredentialSource
+    trust: TrustPath
+    sealed: bool = False  # a sealed envelope: opened only with the policy's sealed_count approvals
 
 
 @dataclass(frozen=True)

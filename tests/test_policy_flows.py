@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ SHORT_RULE = """
     types: [A]
     requesters: [sre]
     approvals: {count: 2, approvers: [sre]}
-    expires_after: 2s
+    expires_after: 5s
 """
 
 
@@ -151,7 +152,9 @@ def test_requests_expire(openbao: OpenBaoServer) -> None:
         approve = slack.request(p.alice, SET)
         slack.click(p.bob, approve)
         stack.fake.wait_for("chat.update", timeout=30, predicate=lambda c: "needs 1 more" in json.dumps(c.args))
-        time.sleep(2.1)  # the rule's expiry (2 s) passes
+        expires_at = stack.service.status(approve.value or "").expires_at
+        assert expires_at is not None
+        time.sleep(max(0.0, (expires_at - datetime.now(UTC)).total_seconds()) + 0.1)  # the rule's 5 s pass
         slack.click(p.carol, approve)
         assert "expired" in slack.ephemeral_to(p.carol)
         status = stack.service.status(approve.value or "")
