@@ -46,8 +46,20 @@ _REFUSALS = {
     "not_pending": "approvals were already closed",
     "not_allowed_to_request": "not allowed to request changes",
 }
-_SUCCESS = {"applied", "verified", "recovered", "quorum_reached", "approved", "credentials_revoked"}
+_SUCCESS = {
+    "applied",
+    "verified",
+    "recovered",
+    "quorum_reached",
+    "approved",
+    "credentials_revoked",
+    "emergency_approved",
+}
 _FAILURE = {
+    "request_refused",
+    "expired",
+    "credentials_must_rotate",
+    "path_failed",
     "approval_refused",
     "denied",
     "credentials_failed",
@@ -60,6 +72,15 @@ _FAILURE = {
 }
 _SHORT = {
     "planned": "requested",
+    "request_refused": "refused",
+    "expired": "expired",
+    "emergency_approved": "emergency",
+    "credentials_must_rotate": "rotate!",
+    "path_failed": "path failed",
+    "path_skipped": "path skipped",
+    "elevation_required": "elevation",
+    "delegation_warning": "delegation",
+    "resolver_view": "resolver",
     "approved": "approved",
     "approval_refused": "refused",
     "quorum_reached": "quorum",
@@ -82,6 +103,13 @@ _SHORT = {
 }
 _LANE_OF = {
     "planned": "request",
+    "request_refused": "request",
+    "expired": "approvals",
+    "emergency_approved": "approvals",
+    "elevation_required": "approvals",
+    "credentials_must_rotate": "apply",
+    "path_failed": "apply",
+    "path_skipped": "apply",
     "approved": "approvals",
     "approval_refused": "approvals",
     "quorum_reached": "approvals",
@@ -161,6 +189,23 @@ def describe(record: AuditRecord) -> str:
         return f"Served by every authoritative server ({kind}) after {_seconds(d.get('elapsed_seconds'))}."
     if kind == "verification_failed":
         return f"Verification failed; servers still behind: {_text(d.get('lagging'))}."
+    if kind == "emergency_approved":
+        return f"{who} approved their own request under the emergency clause."
+    if kind == "credentials_must_rotate":
+        return (
+            f"Opened {_text(d.get('source'))} (lease {_text(d.get('lease_id'))}): these credentials are now "
+            "exposed to the bot and must be rotated after the incident."
+        )
+    if kind == "path_failed":
+        return f"Change path {_text(d.get('path'))} failed: {_text(d.get('error'))}"
+    if kind == "probe_checked":
+        verdict = "passed" if d.get("ok") else "FAILED"
+        probe = _text(d.get("probe") or d.get("name"))
+        return f"Liveness probe {probe} of {_text(d.get('target'))} {verdict}: {_text(d.get('detail'))}"
+    if kind == "delegation_warning":
+        return f"Delegation warning: {_text(d.get('warning'))}"
+    if kind == "resolver_view":
+        return f"Resolver {_text(d.get('resolver'))} answers {_text(d.get('answer'))}."
     if kind == "rollback_requested":
         return f"{who} asked to roll this change back (rollback request {_text(d.get('rollback'))})."
     facts = ", ".join(f"{k}={v}" for k, v in sorted(d.items()))
@@ -171,7 +216,7 @@ def _outcome(record: AuditRecord) -> str:
     if record.kind == "server_checked":
         return "ok" if record.details.get("served") else "bad"
     if record.kind == "probe_checked":
-        return "ok" if record.details.get("ok", record.details.get("passed")) else "bad"
+        return "ok" if record.details.get("ok") else "bad"
     if record.kind in _SUCCESS:
         return "ok"
     if record.kind in _FAILURE:

@@ -4,8 +4,10 @@ These definitions describe the schema; they never create it. Only the Alembic
 migrations in ``migrations/`` create or change tables, and a test checks that the
 migrated database and this metadata cannot drift apart.
 
-The events table is append-only with a global ``seq``, canonical ``details_json`` and
-a UTC ``at``, so a later migration can add a hash chain over those columns.
+The events table is append-only and hash-chained (see store/audit.py): each event holds
+the hash of the one before it (``prev_hash``) and its own ``hash``; ``chain_head`` is the
+one row writers lock to append, so the chain has no gaps and no forks. The unique
+``prev_hash`` makes the database itself refuse a fork.
 """
 
 from __future__ import annotations
@@ -101,5 +103,17 @@ events = Table(
     Column("kind", String, nullable=False),
     Column("details_json", Text, nullable=False),
     Column("at", UtcDateTime, nullable=False),
+    Column("prev_hash", String, nullable=False),  # hex sha256 of the previous event; 64 zeros for the first
+    Column("hash", String, nullable=False),  # hex sha256(prev_hash || canonical JSON of this event)
     Index("ix_events_request_id", "request_id"),
+    UniqueConstraint("prev_hash", name="uq_events_prev_hash"),
+)
+
+# Exactly one row (id 1): the newest event's seq and hash. Appending locks it.
+chain_head = Table(
+    "chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String, nullable=False),
 )

@@ -2,7 +2,9 @@
 
 Every write is one short transaction; any refusal by the database becomes a
 PersistenceError, which makes the service fail closed (nothing is applied
-without its audit record).
+without its audit record). Every event, including those written by ``create``,
+``transition`` and ``add_approval``, is appended to the hash chain in the same
+transaction as the change it records (store/audit.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from core.models import (
 )
 from core.ports import StoredRequest
 from core.states import RequestState, check_transition
+from store.audit import append_chained
 from store.schema import approvals, change_requests, events
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -215,15 +218,7 @@ class SqlRequestStore:
 
     @staticmethod
     def _insert_event(conn: Connection, new: NewEvent) -> None:
-        conn.execute(
-            insert(events).values(
-                request_id=new.request_id,
-                actor=new.actor,
-                kind=new.kind.value,
-                details_json=_canonical_json(new.details),
-                at=_now(),
-            )
-        )
+        append_chained(conn, new, _now(), _canonical_json(new.details))
 
     @staticmethod
     def _require_request(conn: Connection, request_id: str) -> None:

@@ -44,10 +44,10 @@ def test_upgrade_brings_an_empty_database_to_head(empty_url: str) -> None:
 
     upgrade(empty_url)
 
-    assert current_revision(empty_url) == head_revision() == "0001"
+    assert current_revision(empty_url) == head_revision() == "0002"
     assert is_up_to_date(empty_url) is True
     require_up_to_date(empty_url)
-    assert _tables(empty_url) == {"alembic_version", "change_requests", "approvals", "events"}
+    assert _tables(empty_url) == {"alembic_version", "change_requests", "approvals", "events", "chain_head"}
 
     upgrade(empty_url)  # running it again is harmless
     assert is_up_to_date(empty_url) is True
@@ -74,7 +74,7 @@ def test_drift_between_tables_and_migrations_would_be_detected(empty_url: str) -
     for table in metadata.tables.values():
         table.to_metadata(drifted)
     events = drifted.tables["events"]
-    Table(events.name, drifted, Column("hash", String, nullable=True), extend_existing=True)
+    Table(events.name, drifted, Column("signature", String, nullable=True), extend_existing=True)
     engine = make_engine(empty_url)
     try:
         with engine.connect() as conn:
@@ -82,7 +82,7 @@ def test_drift_between_tables_and_migrations_would_be_detected(empty_url: str) -
     finally:
         engine.dispose()
 
-    assert [(d[0], d[3].name) for d in diff] == [("add_column", "hash")]
+    assert [(d[0], d[3].name) for d in diff] == [("add_column", "signature")]
 
 
 def test_outdated_check_fails_cleanly_when_database_is_down() -> None:
