@@ -21,7 +21,7 @@ from core.events import EventKind
 from core.models import Principal, PrincipalSource, RequestKind, RRsetChange
 from core.ports import StoredRequest
 from core.records import RRset
-from core.states import RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
+from core.states import OPEN_FOR_APPROVAL, RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
 from core.verification import VerificationOutcome, VerificationReport
 from service.changes import RequestStatus, verdict
 
@@ -33,6 +33,7 @@ STATE_LABEL: dict[RequestState, str] = {
     RequestState.APPROVED: ":thumbsup: Approved, starting",
     RequestState.DENIED: ":no_entry: Denied",
     RequestState.APPLYING: ":gear: Applying",
+    RequestState.NEEDS_ELEVATED_APPROVAL: ":closed_lock_with_key: Paths failed; sealed envelope needs more approvals",
     RequestState.CONFLICT: ":octagonal_sign: Not applied: the plan is no longer current",
     RequestState.EXPIRED: ":hourglass: Expired: not approved in time",
     RequestState.APPLY_FAILED: ":x: Not applied: change path failed",
@@ -76,7 +77,7 @@ def _decisions(status: RequestStatus) -> str:
     for event in status.events:
         if event.kind is EventKind.DENIED:
             parts.append(f"Denied by {who(Principal.parse(event.actor))}")
-    if status.stored.state is RequestState.PENDING_APPROVAL:
+    if status.stored.state in OPEN_FOR_APPROVAL:
         if status.policy_problem:
             parts.append(f":no_entry: {escape(status.policy_problem)}")
         else:
@@ -121,7 +122,7 @@ def request_blocks(status: RequestStatus) -> list[dict[str, Any]]:
                 ]
             )
         )
-    if state is RequestState.PENDING_APPROVAL:
+    if state in OPEN_FOR_APPROVAL:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_rule_line(status)[:3000])]))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_decisions(status)[:3000])]))
     buttons = _buttons(status)
@@ -132,12 +133,12 @@ def request_blocks(status: RequestStatus) -> list[dict[str, Any]]:
 
 def _buttons(status: RequestStatus) -> list[ButtonElement]:
     request_id, state = status.stored.request.id, status.stored.state
-    if state is RequestState.PENDING_APPROVAL:
+    if state in OPEN_FOR_APPROVAL:
         buttons = [
             ButtonElement(text="Approve", action_id=APPROVE, value=request_id, style="primary"),
             ButtonElement(text="Deny", action_id=DENY, value=request_id, style="danger"),
         ]
-        if status.emergency_allowed:
+        if status.emergency_allowed and state is RequestState.PENDING_APPROVAL:
             buttons.append(
                 ButtonElement(
                     text="Emergency self-approve",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import secrets
 import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from config import SlackSettings, load_config
 from sandbox.bind import BindPair, SeedRecord
 from sandbox.fake_slack import FakeSlack
 from sandbox.openbao import OpenBaoServer, provision_breakglass
+from sandbox.powerdns import PowerDnsServer
 from sandbox.slack_signing import SlackClientSimulator
 from service.changes import ChangeService
 from store.migrate import upgrade
@@ -94,9 +96,14 @@ class LocalStack:
         ipv6: bool = False,
         zone_tables: str = "",
         policy_rules: str = DEFAULT_RULES,
+        powerdns: bool = False,
+        configure: Callable[[LocalStack], tuple[str, str]] | None = None,
     ) -> None:
         """``zone_tables``: extra TOML for the zone (``[[zones.probes]]``...), a str.format template
-        that may use ``{primary_port}`` and ``{secondary_port}``."""
+        that may use ``{primary_port}`` and ``{secondary_port}``.
+        ``powerdns``: serve the zone from PowerDNS (API + RFC2136) instead of a BIND pair.
+        ``configure(stack)`` returns (the zone's ``[[zones.paths]]`` TOML, extra top-level TOML);
+        by default one RFC2136 path with the TSIG key from Vault."""
         self.people = People()
         self.verify_timeout = verify_timeout
         self.log = log_stream if log_stream is not None else io.StringIO()
@@ -107,6 +114,8 @@ class LocalStack:
         self._ipv6 = ipv6
         self._zone_tables = zone_tables
         self._policy_rules = policy_rules
+        self._powerdns = powerdns
+        self._configure = configure
         self._exit = ExitStack()
         self.bot_token = "xoxb-" + secrets.token_hex(12)
         self.signing_secret = secrets.token_hex(16)
@@ -125,17 +134,24 @@ class LocalStack:
     def _start(self) -> None:
         self.workdir = Path(self._exit.enter_context(tempfile.TemporaryDirectory(prefix="breakglass-demo-")))
         self.vault = self._shared_vault or self._exit.enter_context(OpenBaoServer())
-        self.bind = self._exit.enter_context(
-            BindPair(zones=[ZONE], records=list(self._seed), notify=self._notify, refresh_seconds=2, ipv6=self._ipv6)
-        )
+        if self._powerdns:
+            self.pdns = self._exit.enter_context(PowerDnsServer(zones=[ZONE], records=list(self._seed)))
+            tsig = (self.pdns.tsig_key_name, self.pdns.tsig_algorithm, self.pdns.tsig_secret)
+            self.primary, self.servers = self.pdns.dns, [self.pdns.dns]
+        else:
+            self.bind = self._exit.enter_context(
+                BindPair(
+                    zones=[ZONE], records=list(self._seed), notify=self._notify, refresh_seconds=2, ipv6=self._ipv6
+                )
+            )
+            tsig = (self.bind.tsig_key_name, self.bind.tsig_algorithm, self.bind.tsig_secret)
+            self.primary, self.servers = self.bind.primary, [self.bind.primary, self.bind.secondary]
+            if self._ipv6:
+                self.servers += [self.bind.primary_v6, self.bind.secondary_v6]
         # A shared OpenBao serves several stacks: give each its own KV path.
         self.tsig_path = f"{TSIG_PATH}-{secrets.token_hex(4)}" if self._shared_vault else TSIG_PATH
-        approle = provision_breakglass(
-            self.vault,
-            tsig_path=self.tsig_path,
-            tsig=(self.bind.tsig_key_name, self.bind.tsig_algorithm, self.bind.tsig_secret),
-            role_name=f"breakglass-{secrets.token_hex(4)}" if self._shared_vault else "breakglass",
-        )
+        self.role_name = f"breakglass-{secrets.token_hex(4)}" if self._shared_vault else "breakglass"
+        approle = provision_breakglass(self.vault, tsig_path=self.tsig_path, tsig=tsig, role_name=self.role_name)
         self.role_id, self.secret_id = approle.role_id, approle.secret_id
         self.fake = self._exit.enter_context(FakeSlack(self.bot_token, users=self.people.names))
         self.config_path = self.write_config()
@@ -180,6 +196,16 @@ class LocalStack:
         self.policy_path.write_text(policy)
         (self.workdir / "policy.yaml.sig").write_bytes(sign_policy(policy.encode(), self.signing_key.private_openssh))
 
+    def default_path(self) -> str:
+        name = "pdns-rfc2136" if self._powerdns else "bind-primary"
+        return f"""
+[[zones.paths]]
+kind = "rfc2136"
+name = "{name}"
+server = "{self.primary}"
+credentials = {{ source = "vault-kv", path = "{self.tsig_path}" }}
+"""
+
     def write_config(self) -> Path:
         self.write_policy()
         secret_files = {"role-id": self.role_id, "secret-id": self.secret_id}
@@ -188,10 +214,8 @@ class LocalStack:
             path.write_text(value)
             path.chmod(0o600)
         database_url = self._database_url or f"sqlite:///{self.workdir / 'breakglass.db'}"
-        servers = [self.bind.primary, self.bind.secondary]
-        if self._ipv6:
-            servers += [self.bind.primary_v6, self.bind.secondary_v6]
-        server_list = ", ".join(f'"{s}"' for s in servers)
+        server_list = ", ".join(f'"{s}"' for s in self.servers)
+        paths, extra = self._configure(self) if self._configure else (self.default_path(), "")
         config = self.workdir / "breakglass.toml"
         config.write_text(f"""
 [database]
@@ -215,11 +239,8 @@ query_timeout_seconds = 1
 name = "{ZONE}"
 authoritative_servers = [{server_list}]
 
-[[zones.paths]]
-kind = "rfc2136"
-name = "bind-primary"
-server = "{self.bind.primary}"
-credentials = {{ source = "vault-kv", path = "{self.tsig_path}" }}
-{self._zone_tables.format(primary_port=self.bind.primary.port, secondary_port=self.bind.secondary.port)}
+{paths}
+{self._zone_tables.format(primary_port=self.primary.port, secondary_port=self.servers[-1].port)}
+{extra}
 """)
         return config

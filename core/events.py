@@ -26,6 +26,7 @@ class EventKind(StrEnum):
     CREDENTIALS_MUST_ROTATE = "credentials_must_rotate"  # a sealed envelope was opened
     PATH_FAILED = "path_failed"  # one change path failed; the next one with another trust path is tried
     PATH_SKIPPED = "path_skipped"
+    ELEVATION_REQUIRED = "elevation_required"  # usual paths failed; the sealed envelope needs more approvals
     CONFLICT = "conflict"
     APPLY_FAILED = "apply_failed"
     APPLIED = "applied"

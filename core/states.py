@@ -13,6 +13,7 @@ class RequestState(StrEnum):
     DENIED = "denied"
     EXPIRED = "expired"  # not approved (or not applied) within the policy's expiry
     APPLYING = "applying"
+    NEEDS_ELEVATED_APPROVAL = "needs_elevated_approval"  # only the sealed envelope is left; it needs more approvals
     CONFLICT = "conflict"  # the plan is no longer current (record or policy changed); nothing applied
     APPLY_FAILED = "apply_failed"  # credentials or change path failed; nothing applied
     VERIFYING = "verifying"  # applied; waiting for every authoritative server
@@ -26,7 +27,16 @@ TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
     RequestState.PENDING_APPROVAL: frozenset({RequestState.APPROVED, RequestState.DENIED, RequestState.EXPIRED}),
     # An approved plan that is no longer current (policy changed, expired) is never applied.
     RequestState.APPROVED: frozenset({RequestState.APPLYING, RequestState.EXPIRED, RequestState.CONFLICT}),
-    RequestState.APPLYING: frozenset({RequestState.VERIFYING, RequestState.CONFLICT, RequestState.APPLY_FAILED}),
+    RequestState.APPLYING: frozenset(
+        {
+            RequestState.VERIFYING,
+            RequestState.CONFLICT,
+            RequestState.APPLY_FAILED,
+            RequestState.NEEDS_ELEVATED_APPROVAL,
+        }
+    ),
+    # Only the sealed envelope is left: more approvals re-open the way to apply.
+    RequestState.NEEDS_ELEVATED_APPROVAL: frozenset({RequestState.APPROVED, RequestState.DENIED, RequestState.EXPIRED}),
     RequestState.VERIFYING: frozenset(
         {
             RequestState.VERIFIED,
@@ -45,6 +55,9 @@ TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
     RequestState.VERIFIED_NOT_LIVE: frozenset({RequestState.VERIFYING}),
     RequestState.VERIFICATION_FAILED: frozenset({RequestState.VERIFYING}),
 }
+
+# States in which approvers may still add approvals.
+OPEN_FOR_APPROVAL = frozenset({RequestState.PENDING_APPROVAL, RequestState.NEEDS_ELEVATED_APPROVAL})
 
 # States after which the change reached (some) DNS servers, so a rollback makes sense.
 ROLLBACK_ALLOWED = frozenset(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -36,3 +38,48 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
             pass
         time.sleep(interval)
     raise TimeoutError(f"{what} did not become ready within {timeout:.1f}s")
+
+
+class TcpForwarder:
+    """127.0.0.1:<port> -> 127.0.0.1:<target>; ``stop()`` makes the endpoint unreachable (an API outage)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind((LOOPBACK, 0))
+        self._server.listen(64)
+        self.port = int(self._server.getsockname()[1])
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="tcp-forwarder", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection((LOOPBACK, self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._server.close()

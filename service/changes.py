@@ -31,7 +31,7 @@ from core.liveness import LivenessReport
 from core.models import SYSTEM, Approval, ChangeRequest, Principal, RecordEdit, RequestKind, RRsetChange
 from core.ports import Lease, LivenessProber, Notifier, RequestStore, StoredRequest, ZoneInspector
 from core.records import RecordType, RRset
-from core.states import RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
+from core.states import OPEN_FOR_APPROVAL, RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
 from core.verification import VerificationOutcome, VerificationReport
 from service.planning import already_applied, check_still_current, make_plan
 from service.policy import PolicySource, describe
@@ -39,6 +39,7 @@ from service.propagation import PropagationChecker
 from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime
 
 log = structlog.get_logger("breakglass.service")
+NEEDS_ELEVATION = "opening the sealed envelope needs more approvals"
 T = TypeVar("T")
 
 _ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: ids get read aloud on calls
@@ -272,7 +273,7 @@ class ChangeService:
         existing = self._store.approvals(request_id)
         notify: tuple[str, ...] = ()
         try:
-            if stored.state is not RequestState.PENDING_APPROVAL:
+            if stored.state not in OPEN_FOR_APPROVAL:
                 raise ApprovalRefused(
                     RefusalReason.NOT_PENDING,
                     f"{request_id} is already `{stored.state.value}`; approvals are closed.",
@@ -298,14 +299,26 @@ class ChangeService:
             log.info("approval.refused", request_id=request_id, approver=str(approver), reason=reason)
             raise
         approvals = tuple(self._store.approvals(request_id))
+        elevated = stored.state is RequestState.NEEDS_ELEVATED_APPROVAL
         ready = False
-        if requirement.satisfied(approvals):
+        if requirement.satisfied(approvals) and (not elevated or self._elevated(requirement, approvals)):
             approvers = ",".join(str(a.approver) for a in approvals)
             ready = self._store.transition(
-                request_id, RequestState.PENDING_APPROVAL, RequestState.APPROVED,
-                NewEvent(request_id, str(SYSTEM), EventKind.QUORUM_REACHED, {"approvers": approvers}),
+                request_id, stored.state, RequestState.APPROVED,
+                NewEvent(request_id, str(SYSTEM), EventKind.QUORUM_REACHED, {"approvers": approvers,
+                                                                            "elevated": elevated}),
             )  # fmt: skip
-        return ApprovalOutcome(self._store.get(request_id), approvals, requirement.missing(approvals), ready, notify)
+        missing = self._elevated_missing(requirement, approvals) if elevated else requirement.missing(approvals)
+        return ApprovalOutcome(self._store.get(request_id), approvals, missing, ready, notify)
+
+    @staticmethod
+    def _elevated(requirement: Requirement, approvals: Sequence[Approval]) -> bool:
+        return len(requirement.counted(approvals)) >= requirement.sealed_count
+
+    @staticmethod
+    def _elevated_missing(requirement: Requirement, approvals: Sequence[Approval]) -> str:
+        left = max(0, requirement.sealed_count - len(requirement.counted(approvals)))
+        return f"{left} more approver{'s' if left != 1 else ''} to open the sealed envelope"
 
     # --- out of band: decisions signed with a person's pinned SSH key -----------------------
 
@@ -363,10 +376,9 @@ class ChangeService:
         stored = self._store.get(request_id)
         if person != stored.request.requester:
             self._requirement(stored).check_denier(stored.request, person)
-        moved = self._store.transition(
-            request_id, RequestState.PENDING_APPROVAL, RequestState.DENIED,
-            NewEvent(request_id, str(person), EventKind.DENIED),
-        )  # fmt: skip
+        moved = stored.state in OPEN_FOR_APPROVAL and self._store.transition(
+            request_id, stored.state, RequestState.DENIED, NewEvent(request_id, str(person), EventKind.DENIED)
+        )
         if not moved:
             raise ApprovalRefused(RefusalReason.NOT_PENDING, f"{request_id} was already decided.")
         return self._store.get(request_id)
@@ -416,6 +428,10 @@ class ChangeService:
                 notifier.progress(stored, f"Change path {route.path.name} failed: {error.user_text()}")
                 continue
             return self._verify(request_id, applied_at, notifier)
+        if any(route.sealed for route in self.zones.get(stored.plan.zone).paths) and self._only_elevation_missing(
+            stored, failures
+        ):
+            return self._ask_for_elevation(stored, failures, notifier)
         summary = "; ".join(f"{route.path.name}: {error.user_text()}" for route, error in failures)
         exhausted = ProviderError(
             f"Every change path failed or was skipped, so nothing was applied ({summary or 'no usable path'}).",
@@ -428,21 +444,48 @@ class ChangeService:
     ) -> str:
         """Why trying ``route`` now is pointless or not allowed ("" to try it)."""
         for failed, error in failures:
-            if isinstance(error, CredentialError):
-                shared = [s for s in route.trust.shared_with(failed.trust) if not s.startswith("control plane")]
-            else:
-                shared = [s for s in route.trust.shared_with(failed.trust) if s.startswith("control plane")]
+            # A refused or unreachable credential fails again for the same identity; a broken server
+            # fails again for any path to the same control plane. Other paths are worth a try.
+            dimension = "identity" if isinstance(error, CredentialError) else "control plane"
+            shared = [s for s in route.trust.shared_with(failed.trust) if s.startswith(dimension)]
             if shared:
                 return f"it shares {', '.join(shared)} with {failed.path.name}, which just failed"
         if route.sealed:
             requirement = self._requirement(stored)
             have = len(requirement.counted(self._store.approvals(stored.request.id)))
             if have < requirement.sealed_count:
-                return (
-                    f"opening the sealed envelope needs {requirement.sealed_count} approvals and this request has "
-                    f"{have}; request again and collect {requirement.sealed_count} approvals to use it"
-                )
+                return f"{NEEDS_ELEVATION}: {requirement.sealed_count} approvals are needed and {have} were given"
         return ""
+
+    def _only_elevation_missing(
+        self, stored: StoredRequest, failures: Sequence[tuple[PathRuntime, BreakglassError]]
+    ) -> bool:
+        """Every usable path failed, and a sealed path was skipped only for want of approvals."""
+        zone = self.zones.get(stored.plan.zone)
+        failed = {route.path.name for route, _ in failures}
+        sealed = [r for r in zone.paths if r.sealed and r.path.name not in failed]
+        return any(self._skip_reason(stored, r, failures).startswith(NEEDS_ELEVATION) for r in sealed)
+
+    def _ask_for_elevation(
+        self, stored: StoredRequest, failures: Sequence[tuple[PathRuntime, BreakglassError]], notifier: Notifier
+    ) -> ExecutionResult:
+        request_id = stored.request.id
+        requirement = self._requirement(stored)
+        approvals = self._store.approvals(request_id)
+        missing = self._elevated_missing(requirement, approvals)
+        failed = "; ".join(f"{route.path.name}: {error.user_text()}" for route, error in failures)
+        self._store.transition(request_id, RequestState.APPLYING, RequestState.NEEDS_ELEVATED_APPROVAL, NewEvent(
+            request_id, str(SYSTEM), EventKind.ELEVATION_REQUIRED,
+            {"failed": failed, "sealed_count": requirement.sealed_count},
+        ))  # fmt: skip
+        stored = self._store.get(request_id)
+        notifier.progress(
+            stored,
+            f"The usual change paths failed ({failed}). Only the sealed envelope is left: it needs {missing}. "
+            "Approvers: approve again on the request message. Nothing has been applied.",
+        )
+        notifier.finished(stored, None)
+        return ExecutionResult(stored, None, None)
 
     def _not_applied(
         self,
@@ -700,7 +743,9 @@ class ChangeService:
         return RequestStatus(
             stored, approvals, events,
             rule=describe(requirement),
-            needs=requirement.missing(approvals),
+            needs=self._elevated_missing(requirement, approvals)
+            if stored.state is RequestState.NEEDS_ELEVATED_APPROVAL
+            else requirement.missing(approvals),
             expires_at=requirement.expires_at(stored.request),
             emergency_allowed=requirement.emergency_allowed,
             approvers=tuple(p.slack_id for p in requirement.eligible if p.slack_id),
