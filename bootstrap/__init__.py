@@ -22,6 +22,8 @@ from providers.inspection import DnsZoneInspector, InspectionSettings, servers_o
 from service.changes import ChangeService
 from service.propagation import PropagationChecker
 from service.zones import ZoneDirectory, ZoneRuntime
+from store.audit import AuditLog, Checkpointer
+from store.checkpoints import CheckpointLog, CheckpointSigner, load_private_key
 from store.migrate import require_up_to_date
 from store.sql import SqlRequestStore, make_engine
 
@@ -68,9 +70,29 @@ def build_service(config: AppConfig, engine: Engine) -> ChangeService:
         config.verification.timeout_seconds,
         inspector,
         RecordProber(resolve),
+        checkpointer=_checkpointer(config, engine),
     )
 
 
-def build_slack_app(service: ChangeService, slack: SlackSettings) -> App:
+class _TextCheckpointer:
+    """Adapts the store's Checkpointer to the service's port (the line to publish)."""
+
+    def __init__(self, checkpointer: Checkpointer) -> None:
+        self._checkpointer = checkpointer
+
+    def checkpoint(self) -> str:
+        return self._checkpointer.checkpoint().to_text()
+
+
+def _checkpointer(config: AppConfig, engine: Engine) -> _TextCheckpointer | None:
+    audit = config.audit
+    if audit.signing_key_file is None:
+        return None
+    log_file = CheckpointLog(audit.checkpoint_file) if audit.checkpoint_file else None
+    signer = CheckpointSigner(load_private_key(audit.signing_key_file))
+    return _TextCheckpointer(Checkpointer(AuditLog(engine), signer, log_file))
+
+
+def build_slack_app(service: ChangeService, slack: SlackSettings, audit_channel: str | None = None) -> App:
     client = WebClient(token=slack.bot_token.get_secret_value(), base_url=slack.api_url or WebClient.BASE_URL)
-    return build_app(service, slack.signing_secret.get_secret_value(), client)
+    return build_app(service, slack.signing_secret.get_secret_value(), client, audit_channel)

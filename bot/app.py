@@ -52,7 +52,7 @@ def _slack_user(user_id: str) -> Principal:
     return Principal(PrincipalSource.SLACK, user_id)
 
 
-def build_app(service: ChangeService, signing_secret: str, client: WebClient) -> App:
+def build_app(service: ChangeService, signing_secret: str, client: WebClient, audit_channel: str | None = None) -> App:
     """Wire the listeners; ``client`` decides where Web API calls go (Slack, or a local stand-in)."""
     app = App(
         signing_secret=signing_secret,
@@ -60,7 +60,7 @@ def build_app(service: ChangeService, signing_secret: str, client: WebClient) ->
         process_before_response=True,
         token_verification_enabled=False,
     )
-    notifier = SlackThreadNotifier(client, service)
+    notifier = SlackThreadNotifier(client, service, audit_channel)
     listeners = _Listeners(service, client, notifier)
     app.command("/dns")(ack=listeners.ack_command, lazy=[listeners.run_command])
     app.action(APPROVE)(ack=_ack_only, lazy=[listeners.approve])

@@ -30,9 +30,10 @@ class SlackThreadNotifier:
 
     LIVE_UPDATE_SECONDS = 1.0  # chat.update is rate limited; once a second is plenty for people
 
-    def __init__(self, client: WebClient, service: ChangeService) -> None:
+    def __init__(self, client: WebClient, service: ChangeService, audit_channel: str | None = None) -> None:
         self._client = client
         self._service = service
+        self._audit_channel = audit_channel
         self._lock = threading.Lock()
         self._live: dict[str, tuple[str, float]] = {}  # request id -> (progress message ts, last update)
 
@@ -74,6 +75,15 @@ class SlackThreadNotifier:
         self.update_message(stored.request.id)  # first, so the verdict never precedes the final state
         if outcome is not None:
             self._post(ref, text=verification_text(outcome), blocks=verification_blocks(outcome))
+
+    def checkpoint(self, text: str) -> None:
+        """Signed chain heads go to the audit channel: a copy the bot's database admin cannot edit."""
+        if self._audit_channel is None:
+            return
+        try:
+            self._client.chat_postMessage(channel=self._audit_channel, text=f"`{text}`")
+        except SlackApiError as error:
+            log.warning("slack.checkpoint_failed", error=error.response.get("error"))
 
     def update_message(self, request_id: str) -> None:
         status = self._service.status(request_id)

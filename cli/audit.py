@@ -85,7 +85,7 @@ class AuditSettings:
 
 
 def load_audit_settings(config: Path) -> AuditSettings:
-    from config import ConfigError, DatabaseConfig
+    from config import AuditConfig, ConfigError, DatabaseConfig
 
     try:
         raw = tomllib.loads(config.read_text(encoding="utf-8"))
@@ -97,19 +97,17 @@ def load_audit_settings(config: Path) -> AuditSettings:
         database = DatabaseConfig.model_validate(raw.get("database", {}))
     except ValueError as exc:
         raise ConfigError(f"The [database] section of {config} is invalid: {exc}.") from None
-    audit = raw.get("audit", {})
-    if not isinstance(audit, dict):
-        raise ConfigError(f"[audit] in {config} must be a table.")
+    try:
+        audit = AuditConfig.model_validate(raw.get("audit", {}))
+    except ValueError as exc:
+        raise ConfigError(f"The [audit] section of {config} is invalid: {exc}.") from None
 
-    def path(key: str) -> Path | None:
-        value = audit.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise ConfigError(f"audit.{key} in {config} must be a file path.")
-        return config.parent / value  # relative to the config file, like the other paths in it
+    def path(value: Path | None) -> Path | None:
+        return None if value is None else config.parent / value  # relative to the config file, like the others
 
-    return AuditSettings(database.url, path("signing_key_file"), path("public_key_file"), path("checkpoint_file"))
+    return AuditSettings(
+        database.url, path(audit.signing_key_file), path(audit.public_key_file), path(audit.checkpoint_file)
+    )
 
 
 def _engine(settings: AuditSettings) -> Engine:

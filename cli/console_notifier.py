@@ -35,3 +35,6 @@ class ConsoleNotifier:
                 table.add_row(str(r.server), r.last_answer.describe(), "yes" if r.served else "no", after)
             self._console.print(table)
         self._console.print(f"[bold]{stored.request.id}[/bold] is now {stored.state.value}", highlight=False)
+
+    def checkpoint(self, text: str) -> None:
+        self._console.print(f"audit checkpoint: {text}", highlight=False, soft_wrap=True)

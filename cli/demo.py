@@ -109,7 +109,10 @@ class Incident:
 
     def plan_button(self, count: int) -> Button:
         calls = self.fake.wait_for(
-            "chat.postMessage", count=count, timeout=WAIT, predicate=lambda c: not c.args.get("thread_ts")
+            "chat.postMessage",
+            count=count,
+            timeout=WAIT,
+            predicate=lambda c: c.args.get("channel") == DEFAULT_CHANNEL and not c.args.get("thread_ts"),
         )
         ts_calls = [m for m in self.fake.channel_messages(DEFAULT_CHANNEL)]
         if len(ts_calls) < count or len(calls) < count:

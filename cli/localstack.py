@@ -34,6 +34,7 @@ from service.changes import ChangeService
 from store.migrate import upgrade
 
 ZONE = "example.test."
+AUDIT_CHANNEL = "C0AUDIT"
 TSIG_PATH = "breakglass/tsig/example.test"
 SEED: tuple[SeedRecord, ...] = (
     ("api.example.test.", "A", 300, "192.0.2.10"),
@@ -166,7 +167,8 @@ class LocalStack:
             signing_secret=SecretStr(self.signing_secret),
             api_url=self.fake.api_url,
         )
-        self.http = HttpServer(bootstrap.build_slack_app(self.service, slack), port=0).start_in_background()
+        app = bootstrap.build_slack_app(self.service, slack, settings.audit.slack_channel)
+        self.http = HttpServer(app, port=0).start_in_background()
         self._exit.callback(self.http.stop)
         self.slack = SlackClientSimulator(self.http.url, self.signing_secret, self.fake)
 
@@ -206,8 +208,21 @@ server = "{self.primary}"
 credentials = {{ source = "vault-kv", path = "{self.tsig_path}" }}
 """
 
+    def write_audit_key(self) -> None:
+        key = ed25519.Ed25519PrivateKey.generate()
+        private = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        (self.workdir / "audit-key.pem").write_bytes(private)
+        (self.workdir / "audit-key.pem").chmod(0o600)
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        (self.workdir / "audit-key.pub.pem").write_bytes(public)
+
     def write_config(self) -> Path:
         self.write_policy()
+        self.write_audit_key()
         secret_files = {"role-id": self.role_id, "secret-id": self.secret_id}
         for name, value in secret_files.items():
             path = self.workdir / name
@@ -226,6 +241,12 @@ address = "{self.vault.address}"
 role_id_file = "{self.workdir / "role-id"}"
 secret_id_file = "{self.workdir / "secret-id"}"
 timeout_seconds = 3
+
+[audit]
+signing_key_file = "audit-key.pem"
+public_key_file = "audit-key.pub.pem"
+checkpoint_file = "checkpoints.jsonl"
+slack_channel = "{AUDIT_CHANNEL}"
 
 [policy]
 file = "policy.yaml"

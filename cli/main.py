@@ -67,7 +67,12 @@ def serve(
         settings = load_config(config)
         slack = load_slack_settings()
         service = bootstrap.build_service(settings, bootstrap.build_engine(settings))
-        server = HttpServer(bootstrap.build_slack_app(service, slack), host=host, port=port)
+        server = HttpServer(
+            bootstrap.build_slack_app(service, slack, settings.audit.slack_channel), host=host, port=port
+        )
+        problem = service.policy_problem()
+        if problem:
+            errors.print(f"[red]breakglass refuses every request until this is fixed:[/red] {problem}")
     except BreakglassError as error:
         raise _fail(error) from None
     errors.print(f"breakglass listening on {server.url}")

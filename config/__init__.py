@@ -261,6 +261,15 @@ class VerificationConfig(_Strict):
     query_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
 
 
+class AuditConfig(_Strict):
+    """Signed checkpoints of the audit chain head, published outside the database."""
+
+    signing_key_file: Path | None = None  # Ed25519 private key (PEM); no key, no checkpoints
+    public_key_file: Path | None = None  # what `audit verify` checks checkpoints against
+    checkpoint_file: Path | None = None  # append-only JSONL copy of every checkpoint
+    slack_channel: str | None = None  # also post each checkpoint here (e.g. a locked #breakglass-audit)
+
+
 class DatabaseConfig(_Strict):
     url: str = "sqlite:///breakglass.db"
 
@@ -269,6 +278,7 @@ class AppConfig(_Strict):
     database: DatabaseConfig = DatabaseConfig()
     vault: VaultConfig
     vaults: dict[str, VaultConfig] = {}  # further Vault identities, for paths that must not share one
+    audit: AuditConfig = AuditConfig()
     policy: PolicyConfig
     verification: VerificationConfig = VerificationConfig()
     zones: list[ZoneConfig] = Field(min_length=1)
@@ -286,7 +296,7 @@ class AppConfig(_Strict):
         try:
             return self.vaults[name]
         except KeyError:
-            raise ConfigError(f"No [vaults.{name}] section, but a change path uses vault = \"{name}\".") from None
+            raise ConfigError(f'No [vaults.{name}] section, but a change path uses vault = "{name}".') from None
 
     @model_validator(mode="after")
     def _known_vaults(self) -> AppConfig:
@@ -346,7 +356,14 @@ def _relative_to(config: AppConfig, base: Path) -> AppConfig:
             "signature_file": None if policy.signature_file is None else base / policy.signature_file,
         }
     )
-    return config.model_copy(update={"policy": resolved})
+    audit = config.audit.model_copy(
+        update={
+            key: base / value
+            for key in ("signing_key_file", "public_key_file", "checkpoint_file")
+            if (value := getattr(config.audit, key)) is not None
+        }
+    )
+    return config.model_copy(update={"policy": resolved, "audit": audit})
 
 
 def load_slack_settings() -> SlackSettings:

@@ -118,6 +118,11 @@ class RequestStore(Protocol):
     def recent(self, limit: int) -> list[StoredRequest]: ...
 
 
+class AuditCheckpointer(Protocol):
+    def checkpoint(self) -> str:
+        """Sign the audit chain head, keep a copy outside the database; returns the line to publish."""
+
+
 class Notifier(Protocol):
     """How the service tells people about a request it is carrying out."""
 
@@ -127,3 +132,6 @@ class Notifier(Protocol):
         """Called after each polling round; implementations throttle their own updates."""
 
     def finished(self, stored: StoredRequest, outcome: VerificationOutcome | None) -> None: ...
+
+    def checkpoint(self, text: str) -> None:
+        """Publish a signed audit checkpoint (e.g. to an audit channel)."""

@@ -22,6 +22,7 @@ from core.errors import (
     ConflictError,
     CredentialError,
     InvalidInput,
+    PersistenceError,
     ProviderError,
     RefusalReason,
     SafetyRefused,
@@ -29,7 +30,7 @@ from core.errors import (
 from core.events import Event, EventKind, EventValue, NewEvent
 from core.liveness import LivenessReport
 from core.models import SYSTEM, Approval, ChangeRequest, Principal, RecordEdit, RequestKind, RRsetChange
-from core.ports import Lease, LivenessProber, Notifier, RequestStore, StoredRequest, ZoneInspector
+from core.ports import AuditCheckpointer, Lease, LivenessProber, Notifier, RequestStore, StoredRequest, ZoneInspector
 from core.records import RecordType, RRset
 from core.states import OPEN_FOR_APPROVAL, RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
 from core.verification import VerificationOutcome, VerificationReport
@@ -103,6 +104,7 @@ class ChangeService:
         inspector: ZoneInspector,
         prober: LivenessProber,
         *,
+        checkpointer: AuditCheckpointer | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] = new_request_id,
     ) -> None:
@@ -113,6 +115,7 @@ class ChangeService:
         self._verify_timeout = verify_timeout
         self._inspector = inspector
         self._prober = prober
+        self._checkpointer = checkpointer
         self._now = now
         self._new_id = new_id
 
@@ -393,7 +396,7 @@ class ChangeService:
                 self._check_still_approved(stored)
             except ApprovalRefused as refusal:
                 notifier.progress(self._store.get(request_id), f"Nothing was applied: {refusal.user_text()}")
-                notifier.finished(self._store.get(request_id), None)
+                self._finish(self._store.get(request_id), None, notifier)
                 return ExecutionResult(self._store.get(request_id), None, refusal)
         claimed = self._store.transition(
             request_id,
@@ -484,7 +487,7 @@ class ChangeService:
             f"The usual change paths failed ({failed}). Only the sealed envelope is left: it needs {missing}. "
             "Approvers: approve again on the request message. Nothing has been applied.",
         )
-        notifier.finished(stored, None)
+        self._finish(stored, None, notifier)
         return ExecutionResult(stored, None, None)
 
     def _not_applied(
@@ -506,7 +509,7 @@ class ChangeService:
         log.warning("apply.failed", request_id=request_id, state=final.value, error=type(error).__name__)
         stored = self._store.get(request_id)
         notifier.progress(stored, f"Nothing was applied: {error.user_text()}")
-        notifier.finished(stored, None)
+        self._finish(stored, None, notifier)
         return ExecutionResult(stored, None, error)
 
     def _check_still_approved(self, stored: StoredRequest) -> None:
@@ -572,23 +575,27 @@ class ChangeService:
             applied_at = time.monotonic()
         finally:
             self._revoke(request_id, lease)
-        self._store.transition(
-            request_id,
-            RequestState.APPLYING,
-            RequestState.VERIFYING,
-            NewEvent(
-                request_id,
-                str(SYSTEM),
-                EventKind.APPLIED,
-                {"path": route.path.name, "apply_ms": round((applied_at - started) * 1000, 1)},
-            ),
-        )
+        try:
+            self._record_applied(request_id, route, started, applied_at)
+        except PersistenceError as error:
+            notifier.progress(stored, (
+                f":rotating_light: The change WAS applied through {route.path.name}, but the audit database refused "
+                f"to record it ({error.user_text()}). breakglass stops here: check the records by hand "
+                "(`breakglass verify`) and restore the database before anything else."
+            ))  # fmt: skip
+            raise
         notifier.progress(
             self._store.get(request_id),
             f"Applied through {route.path.name} "
             f"in {(applied_at - started) * 1000:.0f} ms. Checking every authoritative server…",
         )
         return applied_at
+
+    def _record_applied(self, request_id: str, route: PathRuntime, started: float, applied_at: float) -> None:
+        self._store.transition(request_id, RequestState.APPLYING, RequestState.VERIFYING, NewEvent(
+            request_id, str(SYSTEM), EventKind.APPLIED,
+            {"path": route.path.name, "apply_ms": round((applied_at - started) * 1000, 1)},
+        ))  # fmt: skip
 
     def _revoke(self, request_id: str, lease: Lease) -> None:
         try:
@@ -640,8 +647,18 @@ class ChangeService:
         )
         log.info(f"request.{final.value}", request_id=request_id, seconds=details["elapsed_seconds"], lagging=lagging)
         stored = self._store.get(request_id)
-        notifier.finished(stored, outcome)
+        self._finish(stored, outcome, notifier)
         return ExecutionResult(stored, outcome, None)
+
+    def _finish(self, stored: StoredRequest, outcome: VerificationOutcome | None, notifier: Notifier) -> None:
+        """Tell people, then sign the audit chain head so the record of this request cannot be cut off."""
+        notifier.finished(stored, outcome)
+        if self._checkpointer is not None:
+            try:
+                notifier.checkpoint(self._checkpointer.checkpoint())
+            except BreakglassError as error:
+                log.error("audit.checkpoint_failed", request_id=stored.request.id, error=error.user_text())
+                notifier.progress(stored, f"Could not sign an audit checkpoint: {error.user_text()}")
 
     def _outcome(
         self,

@@ -27,7 +27,7 @@ from cli.localstack import LocalStack
 from cli.main import app
 from core.states import RequestState
 from sandbox.openbao import OpenBaoServer
-from tests.fixtures.bot import SlackDriver
+from tests.fixtures.bot import SlackDriver, is_plan_post
 
 REASON = "INC-77 <script>alert(1)</script> <!channel> & 'quotes' — fail over api"
 CHANGE = f'set api.example.test. A 203.0.113.10 ttl=60 reason="{REASON}"'
@@ -77,7 +77,7 @@ def incident(openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory) -
         stored = stack.service.status(change_id).stored
         assert stored.request.reason == REASON  # stored exactly as typed: the report must escape it
         slack.click(p.bob, stack.fake.find_button(action_id="rollback"))
-        stack.fake.wait_for("chat.postMessage", count=2, timeout=30, predicate=lambda c: not c.args.get("thread_ts"))
+        stack.fake.wait_for("chat.postMessage", count=2, timeout=30, predicate=is_plan_post)
         approve_rollback = stack.fake.find_button(action_id="approve")
         slack.click(p.alice, approve_rollback)
         slack.click(p.carol, approve_rollback)

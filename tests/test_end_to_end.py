@@ -8,8 +8,11 @@ shows, what the name servers answer, and what the audit trail says.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import hvac.exceptions
 import pytest
@@ -22,7 +25,7 @@ from core.states import RequestState
 from providers.authoritative import DnsAuthoritativeQuerier
 from sandbox.slack_signing import slash_command_body
 from tests.fixtures.bind import out_of_band
-from tests.fixtures.bot import SlackDriver
+from tests.fixtures.bot import SlackDriver, is_plan_post
 
 NAME = "api.example.test."
 SET_NEW = f'set {NAME} A 203.0.113.10 ttl=60 reason="INC-42 primary LB down"'
@@ -84,7 +87,7 @@ def test_change_is_approved_applied_verified_then_rolled_back(stack: LocalStack,
 
     rollback = stack.fake.find_button(action_id="rollback")
     slack.click(p.bob, rollback)
-    stack.fake.wait_for("chat.postMessage", count=2, timeout=30, predicate=lambda c: not c.args.get("thread_ts"))
+    stack.fake.wait_for("chat.postMessage", count=2, timeout=30, predicate=is_plan_post)
     approve_rollback = stack.fake.find_button(action_id="approve")
     assert approve_rollback.value != request_id
     slack.click(p.bob, approve_rollback)  # bob asked for the rollback: he cannot approve it
@@ -269,3 +272,23 @@ def test_no_secret_reaches_logs_slack_or_database(stack: LocalStack, slack: Slac
         assert len(value) >= 16
         for where, haystack in (("Slack calls", slack_calls), ("database", rows), ("logs", logs)):
             assert value not in haystack, f"{what} leaked into {where}"
+
+
+def test_each_finished_request_publishes_a_signed_checkpoint_that_verifies(
+    stack: LocalStack, slack: SlackDriver
+) -> None:
+    p = stack.people
+    approve = slack.request(p.alice, SET_NEW)
+    slack.click(p.bob, approve)
+    slack.click(p.carol, approve)
+    assert slack.verdict(approve).startswith("Verified")
+    (posted,) = stack.fake.wait_for(
+        "chat.postMessage", timeout=30, predicate=lambda c: c.args.get("channel") == "C0AUDIT"
+    )
+    assert "breakglass-checkpoint v1" in posted.args["text"]
+    assert (stack.workdir / "checkpoints.jsonl").read_text().count("\n") == 1
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "breakglass"), "audit", "verify", "--config", str(stack.config_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr

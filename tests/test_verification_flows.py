@@ -13,7 +13,7 @@ from core.states import RequestState
 from sandbox.net import free_port
 from sandbox.openbao import OpenBaoServer
 from tests.fixtures.bind import out_of_band
-from tests.fixtures.bot import SlackDriver
+from tests.fixtures.bot import SlackDriver, is_plan_post
 
 NAME = "api.example.test."
 
@@ -104,7 +104,7 @@ def test_rollback_by_command_restores_the_previous_value(openbao: OpenBaoServer)
         request_id, verdict = approve_both(stack, slack, f'set {NAME} A 203.0.113.10 reason="INC-9"')
         assert verdict.startswith("Verified")
         slack.command(stack.people.bob, f"rollback {request_id.lower()}")
-        stack.fake.wait_for("chat.postMessage", count=2, timeout=30, predicate=lambda c: not c.args.get("thread_ts"))
+        stack.fake.wait_for("chat.postMessage", count=2, timeout=30, predicate=is_plan_post)
         approve = stack.fake.find_button(action_id="approve")
         slack.click(stack.people.alice, approve)
         slack.click(stack.people.carol, approve)
