@@ -390,9 +390,12 @@ _NoDuplicatesLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_T
 
 def load_policy(text: str | bytes, *, source: str) -> Policy:
     """Parse and check a policy file; raises PolicyError listing every problem with its path."""
-    raw_bytes = text.encode() if isinstance(text, str) else text
     try:
-        document = yaml.load(raw_bytes.decode("utf-8"), Loader=_NoDuplicatesLoader)  # noqa: S506 (safe loader)
+        raw_bytes = text.encode() if isinstance(text, str) else text
+    except UnicodeEncodeError:  # a str holding lone surrogates cannot be a file's text
+        raise PolicyError(source, ["the policy is not valid Unicode text"]) from None
+    try:
+        document = yaml.load(raw_bytes.decode("utf-8"), Loader=_NoDuplicatesLoader)  # noqa: S506 (safe loader)  # nosec B506
     except UnicodeDecodeError:
         raise PolicyError(source, ["the file is not UTF-8 text"]) from None
     except yaml.YAMLError as error:

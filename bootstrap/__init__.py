@@ -5,29 +5,65 @@ The only module that knows every concrete class; everything else sees ports.
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+from datetime import datetime
+
+from pydantic import SecretStr, ValidationError
 from slack_bolt import App
 from slack_sdk import WebClient
+from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryHandler, RetryState
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
 from sqlalchemy.engine import Engine
 
 from approvals.policy_file import SignedPolicyFile
-from bootstrap.paths import build_routes
+from bootstrap.paths import build_routes, trust_of
 from bot.app import build_app
-from config import AppConfig, SlackSettings, ZoneConfig
+from bot.ops import (
+    Metrics,
+    ObservedStore,
+    Readiness,
+    carry_log_context,
+    database_check,
+    policy_check,
+    request_counts,
+    vault_check,
+)
+from config import AppConfig, ConfigError, SealedCredentials, SlackSettings, ZoneConfig, load_slack_settings
 from config.logs import configure_logging
-from core.records import normalize_name
+from core.ports import RequestStore
+from core.records import RecordType, normalize_name
 from probes.liveness import RecordProber
 from providers.authoritative import DnsAuthoritativeQuerier
 from providers.discovery import DnsAddressResolver
 from providers.inspection import DnsZoneInspector, InspectionSettings, servers_of
 from service.changes import ChangeService
+from service.drills import DrillRunner
 from service.propagation import PropagationChecker
+from service.readiness import CriticalRecord, PathFacts, ReadinessReporter, ReadinessSettings
 from service.zones import ZoneDirectory, ZoneRuntime
 from store.audit import AuditLog, Checkpointer
 from store.checkpoints import CheckpointLog, CheckpointSigner, load_private_key
+from store.drills import SqlDrillStore
 from store.migrate import require_up_to_date
 from store.sql import SqlRequestStore, make_engine
 
-__all__ = ["build_engine", "build_service", "build_slack_app", "configure_logging"]
+__all__ = [
+    "build_drill_runner",
+    "build_engine",
+    "build_readiness",
+    "build_readiness_reporter",
+    "build_service",
+    "build_slack_app",
+    "configure_logging",
+    "load_socket_mode_settings",
+    "slack_retry_handlers",
+]
 
 
 def _zone_runtime(config: AppConfig, zone: ZoneConfig) -> ZoneRuntime:
@@ -52,8 +88,13 @@ def build_engine(config: AppConfig) -> Engine:
     return make_engine(config.database.url)
 
 
-def build_service(config: AppConfig, engine: Engine) -> ChangeService:
+def build_service(config: AppConfig, engine: Engine, *, metrics: Metrics | None = None) -> ChangeService:
+    """``metrics``: fed from the events the service writes, and counting requests by state in ``engine``."""
     require_up_to_date(config.database.url)
+    store: RequestStore = SqlRequestStore(engine)
+    if metrics is not None:
+        store = ObservedStore(store, metrics)
+        metrics.count_requests_with(lambda: request_counts(engine))
     policy = SignedPolicyFile(config.policy.file, config.policy.signature, config.policy.trusted_keys)
     timeout = config.verification.query_timeout_seconds
     inspector = DnsZoneInspector({z.name: _inspection(config, z) for z in config.zones})
@@ -64,7 +105,7 @@ def build_service(config: AppConfig, engine: Engine) -> ChangeService:
     )
     return ChangeService(
         ZoneDirectory([_zone_runtime(config, z) for z in config.zones]),
-        SqlRequestStore(engine),
+        store,
         policy,
         PropagationChecker(DnsAuthoritativeQuerier(timeout_seconds=timeout)),
         config.verification.timeout_seconds,
@@ -93,6 +134,130 @@ def _checkpointer(config: AppConfig, engine: Engine) -> _TextCheckpointer | None
     return _TextCheckpointer(Checkpointer(AuditLog(engine), signer, log_file))
 
 
-def build_slack_app(service: ChangeService, slack: SlackSettings, audit_channel: str | None = None) -> App:
-    client = WebClient(token=slack.bot_token.get_secret_value(), base_url=slack.api_url or WebClient.BASE_URL)
-    return build_app(service, slack.signing_secret.get_secret_value(), client, audit_channel)
+def _in_ack_path(request: HttpRequest) -> bool:
+    """Bolt calls auth.test inside the 3 s ack of the first request after a start: waiting cannot help there."""
+    return request.url.endswith("/auth.test")
+
+
+class _RateLimitRetry(RateLimitErrorRetryHandler):
+    def _can_retry(
+        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:  # fmt: skip
+        return not _in_ack_path(request) and super()._can_retry(
+            state=state, request=request, response=response, error=error
+        )
+
+
+class _ServerErrorRetry(ServerErrorRetryHandler):
+    def _can_retry(
+        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:  # fmt: skip
+        return not _in_ack_path(request) and super()._can_retry(
+            state=state, request=request, response=response, error=error
+        )
+
+
+def slack_retry_handlers() -> list[RetryHandler]:
+    """Without these a 429 or a Slack 5xx loses the message: WebClient retries only connection errors.
+
+    A 429 waits the Retry-After Slack sends; a 500/503 is retried with backoff (a 500 after Slack
+    did post can show a message twice, which beats never showing it).
+    """
+    return [ConnectionErrorRetryHandler(max_retry_count=2), _RateLimitRetry(max_retry_count=2), _ServerErrorRetry(2)]
+
+
+def build_slack_app(
+    service: ChangeService,
+    slack: SlackSettings,
+    audit_channel: str | None = None,
+    *,
+    drills: DrillRunner | None = None,
+    readiness_reporter: ReadinessReporter | None = None,
+    notify: str = "mention",
+) -> App:
+    client = WebClient(
+        token=slack.bot_token.get_secret_value(),
+        base_url=slack.api_url or WebClient.BASE_URL,
+        retry_handlers=slack_retry_handlers(),
+    )
+    app = build_app(
+        service, slack.signing_secret.get_secret_value(), client, audit_channel,
+        drills=drills, readiness_reporter=readiness_reporter, notify=notify,
+    )  # fmt: skip
+    carry_log_context(app)
+    return app
+
+
+def build_readiness(config: AppConfig, engine: Engine, service: ChangeService) -> Readiness:
+    """/readyz: the database, every configured Vault (each address once), the signed policy; 5 s at most."""
+    limit = 5.0
+    checks = [database_check(engine)]
+    seen: set[str] = set()
+    for name, vault in [("default", config.vault), *config.vaults.items()]:
+        if vault.address not in seen:
+            seen.add(vault.address)
+            checks.append(vault_check(name, vault.address, min(vault.timeout_seconds, limit)))
+    checks.append(policy_check(service.policy_problem))
+    return Readiness(checks, timeout=limit + 0.5)
+
+
+def load_socket_mode_settings() -> SlackSettings:
+    """Socket Mode deliveries arrive unsigned over the bot's own connection, so SLACK_SIGNING_SECRET is
+    optional; when unset, a random one nobody knows makes sure no HTTP request could ever pass as Slack."""
+    if os.environ.get("SLACK_SIGNING_SECRET"):
+        return load_slack_settings()
+    try:
+        return SlackSettings(signing_secret=SecretStr(secrets.token_hex(32)))  # type: ignore[call-arg]
+    except ValidationError:
+        raise ConfigError("Slack settings are missing: SLACK_BOT_TOKEN.", hint="Set it in the environment.") from None
+
+
+def build_drill_runner(config: AppConfig, engine: Engine, service: ChangeService) -> DrillRunner:
+    """Drills go through the service's own change paths and check every authoritative server."""
+    timeout = config.verification.query_timeout_seconds
+    return DrillRunner(
+        service.zones,
+        SqlRequestStore(engine),
+        SqlDrillStore(engine),
+        SignedPolicyFile(config.policy.file, config.policy.signature, config.policy.trusted_keys),
+        PropagationChecker(DnsAuthoritativeQuerier(timeout_seconds=timeout)),
+        DnsZoneInspector({z.name: _inspection(config, z) for z in config.zones}),
+        verify_timeout=config.drills.timeout_seconds or config.verification.timeout_seconds,
+        canary_ttl=config.drills.canary_ttl,
+    )
+
+
+def build_readiness_reporter(config: AppConfig, engine: Engine) -> ReadinessReporter:
+    """Reads the config, the signed policy and the drill history only: no credential is leased."""
+    require_up_to_date(config.database.url)
+    paths = [
+        PathFacts(zone.name, path.name, path.kind, trust_of(config, path),
+                  isinstance(path.credentials, SealedCredentials), _sealed_at(path.credentials))
+        for zone in config.zones
+        for path in zone.paths
+    ]  # fmt: skip
+    inventory = [
+        CriticalRecord(i.record, RecordType(i.type), i.service, i.rto_seconds, tuple(i.leads_to))
+        for i in config.inventory
+    ]
+    drills = config.drills
+    return ReadinessReporter(
+        inventory,
+        paths,
+        SignedPolicyFile(config.policy.file, config.policy.signature, config.policy.trusted_keys),
+        SqlDrillStore(engine),
+        ReadinessSettings(drills.stale_after_days, drills.approval_estimate_seconds, drills.max_credential_age_days),
+    )
+
+
+def _sealed_at(credentials: object) -> datetime | None:
+    """When a sealed envelope was sealed: its header says so in the clear. Other sources do not tell."""
+    if not isinstance(credentials, SealedCredentials):
+        return None
+    try:
+        header = json.loads(credentials.envelope_path.read_text())
+        return datetime.fromisoformat(str(header["created_at"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -13,10 +13,34 @@ from typing import Any
 import structlog
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from bot.anchor import MessageRef
-from bot.commands import USAGE, ChangeCommand, HelpCommand, RollbackCommand, StatusCommand, parse
+from bot.commands import (
+    USAGE,
+    ChangeCommand,
+    DrillCommand,
+    HelpCommand,
+    ReadinessCommand,
+    RequestFormCommand,
+    RollbackCommand,
+    ShowCommand,
+    StatusCommand,
+    parse,
+)
+from bot.home import HOME_APPROVE, HOME_DENY, HOME_REFRESH, home_view
+from bot.modal import (
+    CALLBACK_ID,
+    NAME,
+    SHORTCUT_ID,
+    FormErrors,
+    check_submission,
+    form_channel,
+    read_submission,
+    request_modal,
+    submitted_channel,
+)
 from bot.notifier import SlackThreadNotifier
 from bot.render import (
     APPROVE,
@@ -31,10 +55,13 @@ from bot.render import (
     status_text,
     who,
 )
+from bot.show import show_blocks, show_record, show_text
 from core.errors import BreakglassError
 from core.models import Principal, PrincipalSource
 from core.ports import StoredRequest
-from service.changes import ChangeService
+from service.changes import ApprovalOutcome, ChangeService, RequestStatus
+from service.drills import DrillRequest, DrillRunner
+from service.readiness import ReadinessReporter
 
 log = structlog.get_logger("breakglass.slack")
 
@@ -52,8 +79,20 @@ def _slack_user(user_id: str) -> Principal:
     return Principal(PrincipalSource.SLACK, user_id)
 
 
-def build_app(service: ChangeService, signing_secret: str, client: WebClient, audit_channel: str | None = None) -> App:
-    """Wire the listeners; ``client`` decides where Web API calls go (Slack, or a local stand-in)."""
+def build_app(
+    service: ChangeService,
+    signing_secret: str,
+    client: WebClient,
+    audit_channel: str | None = None,
+    notify: str = "mention",
+    *,
+    drills: DrillRunner | None = None,
+    readiness_reporter: ReadinessReporter | None = None,
+) -> App:
+    """Wire the listeners; ``client`` decides where Web API calls go (Slack, or a local stand-in).
+
+    ``notify`` is ``[slack] notify``: "dm" also sends approvers and requesters direct messages.
+    """
     app = App(
         signing_secret=signing_secret,
         client=client,
@@ -61,13 +100,20 @@ def build_app(service: ChangeService, signing_secret: str, client: WebClient, au
         token_verification_enabled=False,
     )
     notifier = SlackThreadNotifier(client, service, audit_channel)
-    listeners = _Listeners(service, client, notifier)
+    listeners = _Listeners(service, client, notifier, notify)
+    listeners.drills, listeners.readiness_reporter = drills, readiness_reporter
     app.command("/dns")(ack=listeners.ack_command, lazy=[listeners.run_command])
     app.action(APPROVE)(ack=_ack_only, lazy=[listeners.approve])
     app.action(DENY)(ack=_ack_only, lazy=[listeners.deny])
     app.action(ROLLBACK)(ack=_ack_only, lazy=[listeners.rollback])
     app.action(RECHECK)(ack=_ack_only, lazy=[listeners.recheck])
     app.action(EMERGENCY)(ack=_ack_only, lazy=[listeners.emergency])
+    app.shortcut(SHORTCUT_ID)(listeners.open_form_from_shortcut)
+    app.view(CALLBACK_ID)(ack=listeners.check_form, lazy=[listeners.plan_form])
+    app.event("app_home_opened")(ack=_ack_only, lazy=[listeners.home_opened])
+    app.action(HOME_APPROVE)(ack=_ack_only, lazy=[listeners.home_approve])
+    app.action(HOME_DENY)(ack=_ack_only, lazy=[listeners.home_deny])
+    app.action(HOME_REFRESH)(ack=_ack_only, lazy=[listeners.home_refresh])
     return app
 
 
@@ -107,11 +153,25 @@ def _tell_clicker(self: _Listeners, body: dict[str, Any], text: str) -> None:
     self.client.chat_postEphemeral(channel=body["channel"]["id"], user=body["user"]["id"], text=text)
 
 
+def _tell_submitter(self: _Listeners, body: dict[str, Any], text: str) -> None:
+    self.tell_user(body["user"]["id"], text, submitted_channel(body["view"]))
+
+
+def _tell_home_user(self: _Listeners, body: dict[str, Any], text: str) -> None:
+    self.tell_user(body["user"]["id"], text, None)
+
+
 class _Listeners:
-    def __init__(self, service: ChangeService, client: WebClient, notifier: SlackThreadNotifier) -> None:
+    drills: DrillRunner | None = None  # `/dns drill`; None: this bot does not run drills
+    readiness_reporter: ReadinessReporter | None = None  # `/dns readiness`
+
+    def __init__(
+        self, service: ChangeService, client: WebClient, notifier: SlackThreadNotifier, notify: str = "mention"
+    ) -> None:
         self.service = service
         self.client = client
         self.notifier = notifier
+        self.notify = notify
 
     def ack_command(self, ack: Ack, command: dict[str, Any]) -> None:
         """Parse synchronously (cheap) so usage errors come back in the ack itself."""
@@ -120,10 +180,21 @@ class _Listeners:
         except BreakglassError as error:
             ack(response_type="ephemeral", text=f":warning: {escape(error.user_text())}")
             return
+        if isinstance(parsed, RequestFormCommand):
+            if self.open_form(command.get("trigger_id", ""), form_channel(command.get("channel_id"))):
+                ack()
+            else:
+                ack(response_type="ephemeral", text=":warning: The request form could not be opened.\n" + USAGE)
+            return
+        if isinstance(parsed, ShowCommand):
+            ack(response_type="ephemeral", text=f"Asking every authoritative server about {escape(parsed.name)}…")
+            return
         if isinstance(parsed, HelpCommand):
             ack(response_type="ephemeral", text=HELP)
         elif isinstance(parsed, ChangeCommand):
             ack(response_type="ephemeral", text="Planning your change: reading what the zone serves now…")
+        elif isinstance(parsed, DrillCommand):
+            ack(response_type="ephemeral", text="Starting the drill: a canary record through each change path…")
         else:
             ack()
 
@@ -136,6 +207,11 @@ class _Listeners:
             self.post_request(body["channel_id"], stored)
         elif isinstance(parsed, RollbackCommand):
             self.start_rollback(parsed.request_id, user, body["channel_id"])
+        elif isinstance(parsed, DrillCommand | ReadinessCommand):
+            self.drill_or_readiness(parsed, user, body)
+        elif isinstance(parsed, ShowCommand):
+            report = show_record(self.service, parsed.name, parsed.rtype, user)
+            self.respond_ephemeral(body["response_url"], show_text(report), show_blocks(report))
         elif isinstance(parsed, StatusCommand):
             if parsed.request_id:
                 text = status_text(self.service.status(parsed.request_id))
@@ -151,6 +227,7 @@ class _Listeners:
         request_id = body["actions"][0]["value"]
         outcome = self.service.approve(request_id, _slack_user(body["user"]["id"]))
         self.notifier.update_message(request_id)
+        self.tell_requester_approved(outcome, _slack_user(body["user"]["id"]))
         if outcome.ready_to_apply:
             self.service.execute(request_id, self.notifier)
 
@@ -176,6 +253,7 @@ class _Listeners:
         request_id = body["actions"][0]["value"]
         self.service.deny(request_id, _slack_user(body["user"]["id"]))
         self.notifier.update_message(request_id)
+        self.tell_requester_denied(request_id, _slack_user(body["user"]["id"]))
 
     @_guarded(_tell_clicker)
     def recheck(self, body: dict[str, Any]) -> None:
@@ -184,6 +262,24 @@ class _Listeners:
     @_guarded(_tell_clicker)
     def rollback(self, body: dict[str, Any]) -> None:
         self.start_rollback(body["actions"][0]["value"], _slack_user(body["user"]["id"]), body["channel"]["id"])
+
+    def drill_or_readiness(
+        self, parsed: DrillCommand | ReadinessCommand, user: Principal, body: dict[str, Any]
+    ) -> None:
+        """A drill writes DNS, so its result goes to the channel; the readiness report only to the asker."""
+        if isinstance(parsed, ReadinessCommand):
+            if self.readiness_reporter is None:
+                raise BreakglassError(
+                    "This bot does not serve the readiness report.", hint="Run `breakglass readiness`."
+                )
+            self.respond_ephemeral(body["response_url"], f"```{escape(self.readiness_reporter.report().to_text())}```")
+            return
+        if self.drills is None:
+            raise BreakglassError("This bot does not run drills.", hint="Run `breakglass drill` instead.")
+        report = self.drills.run(user, DrillRequest(parsed.zone, parsed.path, parsed.simulate_primary_outage))
+        icon = ":white_check_mark:" if report.passed else ":x:"
+        text = f"{icon} {who(user)} ran a drill.\n```{escape(report.to_text())}```"
+        self.client.chat_postMessage(channel=body["channel_id"], text=text)
 
     def start_rollback(self, request_id: str, user: Principal, channel: str) -> None:
         stored = self.service.request_rollback(request_id, user)
@@ -202,8 +298,133 @@ class _Listeners:
             channel=channel, text=request_text(status), blocks=request_blocks(status)
         )
         self.service.set_anchor(stored.request.id, MessageRef(channel, str(response["ts"])).encode())
+        self.notify_approvers(status, channel, str(response["ts"]))
 
-    def respond_ephemeral(self, response_url: str, text: str) -> None:
-        result = WebhookClient(response_url).send(text=text, response_type="ephemeral")
+    def respond_ephemeral(self, response_url: str, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+        result = WebhookClient(response_url).send(text=text, blocks=blocks, response_type="ephemeral")
         if result.status_code != 200:
             log.warning("slack.respond_failed", status=result.status_code)
+
+    # --- the request form (bot/modal.py) ---------------------------------------------------------
+
+    def open_form(self, trigger_id: str, channel: str | None) -> bool:
+        """views.open before anything slow: the trigger_id is valid for ~3 s, once."""
+        try:
+            self.client.views_open(trigger_id=trigger_id, view=request_modal(self.service.zones.names(), channel))
+        except SlackApiError as error:
+            log.warning("slack.form_not_opened", error=error.response.get("error"))
+            return False
+        return True
+
+    def open_form_from_shortcut(self, ack: Ack, body: dict[str, Any]) -> None:
+        self.open_form(body.get("trigger_id", ""), None)
+        ack()
+
+    def check_form(self, ack: Ack, body: dict[str, Any]) -> None:
+        """Fast, synchronous checks; mistakes go back inline next to the field, the modal stays open."""
+        try:
+            check_submission(self.service, _slack_user(body["user"]["id"]), body["view"])
+        except FormErrors as problems:
+            ack(response_action="errors", errors=problems.errors)
+            return
+        except Exception:
+            log.exception("form.check_crashed")
+            ack(response_action="errors", errors={NAME: "breakglass hit an internal error; try `/dns set` instead."})
+            return
+        ack()
+
+    @_guarded(_tell_submitter)
+    def plan_form(self, body: dict[str, Any]) -> None:
+        user = _slack_user(body["user"]["id"])
+        form = read_submission(body["view"])
+        names = ", ".join(f"{e.name} {e.rtype}" for e in form.edits)
+        planning = f"Planning your change to {escape(names)}: reading what the zone serves now…"
+        self.tell_user(user.id, planning, form.channel)
+        stored = self.service.request_change(user, form.edits, form.reason)
+        self.post_request(form.channel, stored)
+
+    # --- App Home (bot/home.py) ------------------------------------------------------------------
+
+    def home_opened(self, body: dict[str, Any]) -> None:
+        event = body.get("event") or {}
+        if event.get("tab", "home") == "home" and event.get("user"):
+            self.publish_home(str(event["user"]))
+
+    def publish_home(self, user_id: str) -> None:
+        try:
+            self.client.views_publish(user_id=user_id, view=home_view(self.service, user_id))
+        except (SlackApiError, BreakglassError) as error:
+            log.warning("slack.home_not_published", error=str(error))
+
+    @_guarded(_tell_home_user)
+    def home_approve(self, body: dict[str, Any]) -> None:
+        user, request_id = _slack_user(body["user"]["id"]), body["actions"][0]["value"]
+        outcome = self.service.approve(request_id, user)
+        self.notifier.update_message(request_id)
+        self.tell_requester_approved(outcome, user)
+        self.publish_home(user.id)
+        if outcome.ready_to_apply:
+            self.service.execute(request_id, self.notifier)
+
+    @_guarded(_tell_home_user)
+    def home_deny(self, body: dict[str, Any]) -> None:
+        user, request_id = _slack_user(body["user"]["id"]), body["actions"][0]["value"]
+        self.service.deny(request_id, user)
+        self.notifier.update_message(request_id)
+        self.tell_requester_denied(request_id, user)
+        self.publish_home(user.id)
+
+    def home_refresh(self, body: dict[str, Any]) -> None:
+        self.publish_home(body["user"]["id"])
+
+    # --- notifications ([slack] notify) ----------------------------------------------------------
+
+    def tell_user(self, user_id: str, text: str, channel: str | None) -> None:
+        """Ephemeral in ``channel`` when there is one (and dm mode is off), else a direct message."""
+        if channel and self.notify != "dm":
+            try:
+                self.client.chat_postEphemeral(channel=channel, user=user_id, text=text)
+                return
+            except SlackApiError as error:  # e.g. the bot is not in that channel
+                log.warning("slack.ephemeral_failed", error=error.response.get("error"))
+        try:
+            self.client.chat_postMessage(channel=user_id, text=text)
+        except SlackApiError as error:
+            log.warning("slack.dm_failed", error=error.response.get("error"))
+
+    def notify_approvers(self, status: RequestStatus, channel: str, ts: str) -> None:
+        """dm mode: each eligible approver is also sent a direct message (the plan message mentions them)."""
+        if self.notify != "dm" or not status.approvers:
+            return
+        try:
+            where = f"<{self.client.chat_getPermalink(channel=channel, message_ts=ts)['permalink']}|the plan message>"
+        except SlackApiError:
+            where = f"<#{escape(channel)}>"
+        request = status.stored.request
+        changes = ", ".join(f"{c.name} {c.rtype}" for c in status.stored.plan.changes[:3])
+        text = (
+            f":rotating_light: {who(request.requester)} asks for your approval of {request.id}: {escape(changes)}. "
+            f"Reason: {escape(request.reason[:500])}. Needs {escape(status.needs)}. Review and approve in {where} "
+            "or from the breakglass App Home."
+        )
+        for user_id in status.approvers:
+            self.tell_user(user_id, text, None)
+
+    def _tell_requester(self, request_id: str, decider: Principal, text: str) -> None:
+        stored = self.service.status(request_id).stored
+        requester = stored.request.requester
+        if requester.source is not PrincipalSource.SLACK or requester == decider:
+            return
+        ref = MessageRef.decode(stored.anchor)
+        self.tell_user(requester.id, text, ref.channel if ref else None)
+
+    def tell_requester_approved(self, outcome: ApprovalOutcome, approver: Principal) -> None:
+        request_id = outcome.stored.request.id
+        then = "the approvals are complete: applying it now." if outcome.ready_to_apply else (
+            f"still needed: {escape(outcome.missing)}."
+        )  # fmt: skip
+        self._tell_requester(request_id, approver, f":white_check_mark: {who(approver)} approved {request_id}; {then}")
+
+    def tell_requester_denied(self, request_id: str, denier: Principal) -> None:
+        text = f":no_entry: {who(denier)} denied {request_id}; nothing will be applied."
+        self._tell_requester(request_id, denier, text)

@@ -15,6 +15,8 @@ USAGE = (
     '`/dns set <name> <type> <value> [<value> ...] [ttl=<seconds>] reason="<text>"`\n'
     '`/dns delete <name> <type> reason="<text>"`\n'
     "`/dns status [<request-id>]`   `/dns rollback <request-id>`   `/dns help`"
+    "\n`/dns show <name> [<type>]` what every server and change path holds now   `/dns` alone opens a form"
+    "\n`/dns drill [<zone>] [path=<name>] [outage]` prove a change path works   `/dns readiness`"
 )
 _SLACK_LINK = re.compile(r"<(?:https?|mailto):[^|>]*\|([^>]*)>|<(?:https?|mailto):([^|>]*)>")
 _SMART_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
@@ -41,7 +43,41 @@ class HelpCommand:
     pass
 
 
-Command = ChangeCommand | StatusCommand | RollbackCommand | HelpCommand
+@dataclass(frozen=True)
+class RequestFormCommand:
+    """`/dns` alone: open the request form (a modal)."""
+
+
+@dataclass(frozen=True)
+class ShowCommand:
+    name: str
+    rtype: RecordType | None  # None: the common types
+
+
+@dataclass(frozen=True)
+class DrillCommand:
+    """`/dns drill [zone] [path=NAME] [outage]`: write and remove a canary record through each change path."""
+
+    zone: str | None = None
+    path: str | None = None
+    simulate_primary_outage: bool = False
+
+
+@dataclass(frozen=True)
+class ReadinessCommand:
+    """`/dns readiness`: could breakglass correct each critical record's routing in time, today?"""
+
+
+Command = (
+    ChangeCommand
+    | StatusCommand
+    | RollbackCommand
+    | HelpCommand
+    | RequestFormCommand
+    | ShowCommand
+    | DrillCommand
+    | ReadinessCommand
+)
 
 
 def _clean(text: str) -> str:
@@ -83,14 +119,16 @@ def _reason(options: dict[str, str]) -> str:
 
 def _ttl(options: dict[str, str]) -> int:
     raw = options.get("ttl", str(DEFAULT_TTL))
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # str.isdigit() alone accepts digits int() refuses, like "➎"
         raise InvalidInput(f"ttl=`{raw}` is not a number of seconds.", hint="Example: ttl=60")
     return int(raw)
 
 
 def parse(text: str) -> Command:
     words = _split(text)
-    if not words or words[0].lower() in {"help", "-h", "--help"}:
+    if not words:
+        return RequestFormCommand()
+    if words[0].lower() in {"help", "-h", "--help"}:
         return HelpCommand()
     verb, rest = words[0].lower(), words[1:]
     if verb == "set":
@@ -110,10 +148,31 @@ def parse(text: str) -> Command:
         if len(rest) > 1:
             raise InvalidInput("`status` takes at most one request id.", hint="Example: /dns status BG-7K3Q9X")
         return StatusCommand(rest[0].upper() if rest else None)
+    if verb == "show":
+        if not 1 <= len(rest) <= 2:
+            raise InvalidInput("`show` needs a name and an optional type.", hint="Example: /dns show api.example.com A")
+        return ShowCommand(normalize_name(rest[0]), RecordType.parse(rest[1]) if len(rest) == 2 else None)
     if verb == "rollback":
         if len(rest) != 1:
             raise InvalidInput(
                 "`rollback` needs the id of the request to undo.", hint="Example: /dns rollback BG-7K3Q9X"
             )
         return RollbackCommand(rest[0].upper())
+    if verb == "drill":
+        return _drill(rest)
+    if verb == "readiness":
+        if rest:
+            raise InvalidInput("`readiness` takes no arguments.", hint="Example: /dns readiness")
+        return ReadinessCommand()
     raise InvalidInput(f"Unknown subcommand `{words[0]}`.", hint=USAGE)
+
+
+def _drill(words: list[str]) -> DrillCommand:
+    outage = {"outage", "--simulate-primary-outage"}
+    positional, options = _options([w for w in words if w.lower() not in outage], {"path"})
+    if len(positional) > 1:
+        raise InvalidInput(
+            "`drill` takes at most one zone.", hint="Example: /dns drill example.com path=bind-primary (or outage)"
+        )
+    zone = normalize_name(positional[0]) if positional else None
+    return DrillCommand(zone, options.get("path") or None, any(w.lower() in outage for w in words))

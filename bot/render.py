@@ -20,13 +20,16 @@ from slack_sdk.models.blocks import (
 from core.events import EventKind
 from core.models import Principal, PrincipalSource, RequestKind, RRsetChange
 from core.ports import StoredRequest
-from core.records import RRset
+from core.records import RecordType, RRset
 from core.states import OPEN_FOR_APPROVAL, RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
 from core.verification import VerificationOutcome, VerificationReport
 from service.changes import RequestStatus, verdict
 
 APPROVE, DENY, ROLLBACK, RECHECK, EMERGENCY = "approve", "deny", "rollback", "recheck", "emergency_approve"
 MAX_CHANGES_SHOWN = 10
+MAX_VALUES_SHOWN = 20  # per rrset in a message; `/dns status ID` lists them all
+MAX_VALUE_CHARS = 120  # a long TXT value is cut in messages (phones show ~40 characters a line)
+MAX_FIELD_CHARS = 1900  # under the 2000 Slack allows a section field, with room for the label
 
 STATE_LABEL: dict[RequestState, str] = {
     RequestState.PENDING_APPROVAL: ":hourglass_flowing_sand: Awaiting approval",
@@ -60,12 +63,44 @@ def _rrset(rrset: RRset | None) -> str:
     return "_(none)_" if rrset is None else escape(rrset.describe())
 
 
-def _change_block(change: RRsetChange) -> SectionBlock:
+def cut(text: str, limit: int) -> str:
+    """``text`` shortened to ``limit`` characters with an ellipsis (cut before escaping, never inside an entity)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def rrset_summary(rrset: RRset | None, request_id: str | None = None, budget: int = MAX_FIELD_CHARS) -> str:
+    """An rrset in at most ``budget`` characters of mrkdwn: large sets are summarised, never silently cut.
+
+    Small rrsets read exactly as ``RRset.describe()``; beyond MAX_VALUES_SHOWN values (or the budget) the
+    rest is counted and the reader is pointed at `/dns status ID`, which lists every value.
+    """
+    if rrset is None:
+        return "_(none)_"
+    quote = rrset.rtype is RecordType.TXT
+    values = [f'"{cut(v, MAX_VALUE_CHARS)}"' if quote else cut(v, MAX_VALUE_CHARS) for v in rrset.values]
+    shown: list[str] = []
+    used = 0
+    for value in values[:MAX_VALUES_SHOWN]:
+        used += len(escape(value)) + 1
+        if used > budget - 200:  # room for the ttl and the pointer to the full list
+            break
+        shown.append(value)
+    text = escape(" ".join(shown)) + f" (ttl {rrset.ttl})"
+    hidden = len(values) - len(shown)
+    where = f"`/dns status {escape(request_id)}`" if request_id else "`breakglass verify`"
+    if hidden:
+        text += f"\n…and {hidden} more value{'s' if hidden != 1 else ''}: {where} lists them all."
+    elif any(len(v) > MAX_VALUE_CHARS for v in rrset.values):
+        text += f"\nLong values are shortened here: {where} shows them in full."
+    return text
+
+
+def _change_block(change: RRsetChange, request_id: str) -> SectionBlock:
     return SectionBlock(
         text=MarkdownTextObject(text=f"*{escape(change.name)} {change.rtype}* ({change.operation.value})"),
         fields=[
-            MarkdownTextObject(text=f"*Current*\n{_rrset(change.before)}"[:2000]),
-            MarkdownTextObject(text=f"*New*\n{_rrset(change.after)}"[:2000]),
+            MarkdownTextObject(text=f"*Current*\n{rrset_summary(change.before, request_id)}"),
+            MarkdownTextObject(text=f"*New*\n{rrset_summary(change.after, request_id)}"),
         ],
     )
 
@@ -112,7 +147,7 @@ def request_blocks(status: RequestStatus) -> list[dict[str, Any]]:
         ),
         DividerBlock(),
     ]
-    blocks += [_change_block(c) for c in plan.changes[:MAX_CHANGES_SHOWN]]
+    blocks += [_change_block(c, request.id) for c in plan.changes[:MAX_CHANGES_SHOWN]]
     hidden = len(plan.changes) - MAX_CHANGES_SHOWN
     if hidden > 0:
         blocks.append(
@@ -175,7 +210,8 @@ def verification_lines(outcome: VerificationOutcome) -> list[str]:
     for r in outcome.report.results:
         mark = ":white_check_mark:" if r.served else ":x:"
         timing = f"{r.seconds_to_serve:.2f} s" if r.seconds_to_serve is not None else "not serving it"
-        lines.append(f"{mark} `{r.server}` {escape(r.name)} {r.rtype}: {escape(r.last_answer.describe())} — {timing}")
+        answer = escape(cut(r.last_answer.describe(), 300))  # a 60-value answer must not overflow the table
+        lines.append(f"{mark} `{r.server}` {escape(r.name)} {r.rtype}: {answer} — {timing}")
     lines += [f":x: {escape(problem)}" for problem in outcome.server_problems]
     for liveness in outcome.liveness:
         lines += [f"{':white_check_mark:' if p.ok else ':x:'} probe {escape(p.describe())}" for p in liveness.results]

@@ -167,7 +167,12 @@ class LocalStack:
             signing_secret=SecretStr(self.signing_secret),
             api_url=self.fake.api_url,
         )
-        app = bootstrap.build_slack_app(self.service, slack, settings.audit.slack_channel)
+        self.drills = bootstrap.build_drill_runner(settings, self.engine, self.service)
+        self.readiness = bootstrap.build_readiness_reporter(settings, self.engine)
+        app = bootstrap.build_slack_app(
+            self.service, slack, settings.audit.slack_channel, notify=settings.slack.notify,
+            drills=self.drills, readiness_reporter=self.readiness,
+        )  # fmt: skip
         self.http = HttpServer(app, port=0).start_in_background()
         self._exit.callback(self.http.stop)
         self.slack = SlackClientSimulator(self.http.url, self.signing_secret, self.fake)

@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.audit import audit_app
+from cli.drill import drill, readiness
 from cli.oob import decide, policy_app, request_app
+from cli.runbook import runbook
 
 if TYPE_CHECKING:
     from config import AppConfig
@@ -26,6 +28,9 @@ app.add_typer(config_app, name="config")
 app.add_typer(policy_app, name="policy")
 app.add_typer(request_app, name="request")
 app.add_typer(audit_app, name="audit")
+app.command()(drill)
+app.command()(readiness)
+app.command()(runbook)
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -56,27 +61,58 @@ def serve(
     config: ConfigOption,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+    socket_mode: Annotated[
+        bool,
+        typer.Option(
+            "--socket-mode",
+            help="Connect out to Slack over Socket Mode (needs SLACK_APP_TOKEN) instead of receiving HTTP; "
+            "the port then serves only /healthz, /readyz and /metrics.",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the Slack app (HTTP mode) at POST /slack/events."""
+    """Serve the Slack app: HTTP mode at POST /slack/events, or Socket Mode; plus /healthz, /readyz, /metrics."""
+    import os
+    import signal
+
     import bootstrap
     from bot.http import HttpServer
+    from bot.ops import Metrics, Ops
+    from bot.socket_mode import SocketModeRunner, check_app_token
     from config import load_config, load_slack_settings
 
     bootstrap.configure_logging()
+    runner: SocketModeRunner | None = None
     try:
         settings = load_config(config)
-        slack = load_slack_settings()
-        service = bootstrap.build_service(settings, bootstrap.build_engine(settings))
-        server = HttpServer(
-            bootstrap.build_slack_app(service, slack, settings.audit.slack_channel), host=host, port=port
-        )
+        slack = bootstrap.load_socket_mode_settings() if socket_mode else load_slack_settings()
+        app_token = check_app_token(os.environ.get("SLACK_APP_TOKEN")) if socket_mode else ""
+        engine = bootstrap.build_engine(settings)
+        metrics = Metrics()
+        service = bootstrap.build_service(settings, engine, metrics=metrics)
+        slack_app = bootstrap.build_slack_app(
+            service, slack, settings.audit.slack_channel, notify=settings.slack.notify,
+            drills=bootstrap.build_drill_runner(settings, engine, service),
+            readiness_reporter=bootstrap.build_readiness_reporter(settings, engine),
+        )  # fmt: skip
+        ops = Ops(bootstrap.build_readiness(settings, engine, service), metrics)
+        server = HttpServer(None if socket_mode else slack_app, host=host, port=port, ops=ops)
         problem = service.policy_problem()
         if problem:
             errors.print(f"[red]breakglass refuses every request until this is fixed:[/red] {problem}")
+        if socket_mode:
+            runner = SocketModeRunner(slack_app, app_token, metrics=metrics).connect()
     except BreakglassError as error:
         raise _fail(error) from None
-    errors.print(f"breakglass listening on {server.url}")
-    server.serve_forever()
+    if runner is None:
+        errors.print(f"breakglass listening on {server.url}")
+        server.serve_forever()
+        return
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: runner.stop())
+    server.start_in_background()
+    errors.print(f"breakglass connected to Slack over Socket Mode; probes on {server.base_url}")
+    runner.wait()
+    server.stop()
 
 
 @db_app.command("upgrade")

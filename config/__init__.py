@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import InvalidInput
 from core.liveness import HttpProbe, HttpScheme, Probe, TcpProbe, TlsNameProbe
-from core.records import is_subdomain, normalize_name
+from core.records import RecordType, is_subdomain, normalize_name
 from core.verification import ServerAddress
 
 
@@ -270,6 +270,43 @@ class AuditConfig(_Strict):
     slack_channel: str | None = None  # also post each checkpoint here (e.g. a locked #breakglass-audit)
 
 
+class SlackConfig(_Strict):
+    """How the Slack front door reaches people (its secrets come from the environment, see SlackSettings)."""
+
+    notify: Literal["mention", "dm"] = "mention"  # dm: approvers and requesters also get direct messages
+
+
+class InventoryItem(_Strict):
+    """A critical service destination: what the readiness report checks breakglass could correct in time."""
+
+    record: str  # e.g. api.example.com
+    type: str = "A"
+    service: str  # the owning service
+    rto_seconds: float = Field(gt=0)  # recovery time objective for correcting this record's routing
+    leads_to: list[str] = []  # secrets and identities routing leads to, e.g. ["token service"]
+
+    @field_validator("record")
+    @classmethod
+    def _record(cls, value: str) -> str:
+        return normalize_name(value)
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        return RecordType.parse(value).value
+
+
+class DrillConfig(_Strict):
+    """Drills (`breakglass drill`, `/dns drill`) and the readiness report (`breakglass readiness`)."""
+
+    actor: str | None = None  # a person in the policy whom scheduled/CI drills run as (without --key)
+    canary_ttl: int = Field(default=60, ge=1, le=3600)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)  # default [verification] timeout_seconds
+    stale_after_days: int = Field(default=30, ge=1)  # readiness: a path not drilled for longer is a finding
+    approval_estimate_seconds: float = Field(default=0.0, ge=0)  # readiness: added to drilled times vs the RTO
+    max_credential_age_days: int = Field(default=90, ge=1)
+
+
 class DatabaseConfig(_Strict):
     url: str = "sqlite:///breakglass.db"
 
@@ -281,6 +318,9 @@ class AppConfig(_Strict):
     audit: AuditConfig = AuditConfig()
     policy: PolicyConfig
     verification: VerificationConfig = VerificationConfig()
+    drills: DrillConfig = DrillConfig()
+    inventory: list[InventoryItem] = []  # critical records, for the readiness report
+    slack: SlackConfig = SlackConfig()
     zones: list[ZoneConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -305,6 +345,13 @@ class AppConfig(_Strict):
                 vault = getattr(path.credentials, "vault", "default")
                 if vault != "default" and vault not in self.vaults:
                     raise ValueError(f"zone {zone.name} path {path.name} uses unknown vault {vault!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _inventory_in_zones(self) -> AppConfig:
+        for item in self.inventory:
+            if self.zone_for(item.record) is None:
+                raise ValueError(f"inventory record {item.record} is not in any configured zone")
         return self
 
     def zone_for(self, name: str) -> ZoneConfig | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from core.credentials import Credentials, LeaseInfo
@@ -116,6 +117,44 @@ class RequestStore(Protocol):
     def set_anchor(self, request_id: str, anchor: str) -> None: ...
 
     def recent(self, limit: int) -> list[StoredRequest]: ...
+
+
+class DrillOutcome(StrEnum):
+    PASSED = "passed"  # the canary was served everywhere, deleted, and its deletion served everywhere
+    FAILED = "failed"
+    UNAVAILABLE = "unavailable"  # taken out on purpose (a simulated primary outage)
+    SKIPPED = "skipped"  # not tried: a sealed envelope, or it shares a trust path with a path that failed
+
+
+@dataclass(frozen=True)
+class DrillRecord:
+    """One change path's part in a drill, with the seconds each phase took (None: not reached)."""
+
+    drill_id: str
+    zone: str
+    path: str
+    actor: str
+    started_at: datetime
+    outcome: DrillOutcome
+    simulated_outage: bool
+    lease_seconds: float | None = None
+    apply_seconds: float | None = None
+    propagation_seconds: float | None = None  # until every authoritative server served the canary
+    cleanup_seconds: float | None = None  # lease, delete, and until every server stopped serving it
+    routing_seconds: float | None = None  # measured time to corrected routing (approval not included)
+    detail: str = ""
+
+
+class DrillStore(Protocol):
+    """Drill history. Writes raise PersistenceError when refused."""
+
+    def record(self, record: DrillRecord, event: NewEvent) -> None:
+        """Store one path's result together with its audit event (one transaction)."""
+
+    def history(self, *, zone: str | None = None, limit: int = 50) -> list[DrillRecord]:
+        """Newest first."""
+
+    def last_passed(self, zone: str, path: str) -> DrillRecord | None: ...
 
 
 class AuditCheckpointer(Protocol):

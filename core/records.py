@@ -82,7 +82,7 @@ def _numbers_then_host(text: str, count: int, what: str, example: str) -> str:
     """MX/SRV: ``count`` 16-bit numbers then a host name, in canonical spacing."""
     parts = text.split()
     numbers, host = parts[:-1], parts[-1:] if parts else []
-    if len(numbers) != count or not host or not all(n.isdigit() and int(n) <= 65535 for n in numbers):
+    if len(numbers) != count or not host or not all(n.isascii() and n.isdigit() and int(n) <= 65535 for n in numbers):
         raise InvalidInput(f"`{text}` is not a valid {what} value.", hint=f'Example: "{example}" (in quotes).')
     return " ".join([*(str(int(n)) for n in numbers), normalize_name(host[0])])
 

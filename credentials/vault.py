@@ -212,7 +212,7 @@ class AppRoleLogin:
         """Log in once; raises CredentialError (never echoing role_id/secret_id) if Vault refuses or is down."""
         caller = _Caller(self.address, self.timeout_seconds)
         # token="": otherwise hvac would pick up an ambient VAULT_TOKEN or ~/.vault-token.
-        client = hvac.Client(url=self.address, token="", timeout=self.timeout_seconds)
+        client = hvac.Client(url=self.address, token="", timeout=self.timeout_seconds)  # no token yet  # nosec B106
         accessor, ttl = caller.call(
             lambda: self._login(client), doing="log in with AppRole", refused=self._refused, hint=OTHER_CHANGE_PATH
         )

@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -128,6 +128,19 @@ class SlackView:
     blocks: list[dict[str, Any]]
     hash: str
     root_view_id: str
+    source: dict[str, Any] = field(default_factory=dict)  # the view as the app sent it (title, submit...)
+
+
+@dataclass(frozen=True)
+class ViewButton:
+    """A button in a view (a modal or the App Home), with everything a block_actions payload needs."""
+
+    view: SlackView
+    block_id: str
+    action_id: str
+    value: str | None
+    text: str
+    style: str | None
 
 
 @dataclass
@@ -173,6 +186,9 @@ class FakeSlack:
         self._hook_ids: dict[str, str] = {}
         self._triggers: dict[str, tuple[str, float, bool]] = {}
         self._faults: dict[str, list[tuple[int, int]]] = {}
+        self._closed_views: set[str] = set()
+        self._view_errors: dict[str, dict[str, str]] = {}
+        self._extra_methods: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
         self._down = False
         self._ts = itertools.count(_FIRST_TS, _TS_STEP)
         self._ids = itertools.count(1)
@@ -251,6 +267,14 @@ class FakeSlack:
         """The id of the direct-message channel between the bot and ``user`` (what conversations.open returns)."""
         return "D" + user[1:]
 
+    def add_method(self, method: str, token: str, answer: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Serve one more Web API method that takes its own token (``apps.connections.open`` takes the xapp- one).
+
+        ``answer(args)`` runs under the fake's lock and returns the body after ``{"ok": true}``.
+        """
+        with self._cond:
+            self._extra_methods[method] = (token, answer)
+
     # ----- fault injection -----
 
     def fail_next(self, method: str, status: int = 429, retry_after: int = 1) -> None:
@@ -317,6 +341,152 @@ class FakeSlack:
         with self._cond:
             return list(self._views.values())
 
+    # ----- views as people see and use them (modals, the App Home) -----
+
+    def home_view(self, user: str) -> SlackView | None:
+        """The App Home the app last published for ``user``."""
+        with self._cond:
+            return next((v for v in self._views.values() if v.type == "home" and v.user == user), None)
+
+    def open_modals(self, user: str | None = None) -> list[SlackView]:
+        """Modals still on screen (opened, not closed by a submission's answer), oldest first."""
+        with self._cond:
+            return [
+                v
+                for v in self._views.values()
+                if v.type == "modal" and v.id not in self._closed_views and (user is None or v.user == user)
+            ]
+
+    def wait_for_view(
+        self, predicate: Callable[[SlackView], bool], timeout: float = 10.0, what: str = "a view"
+    ) -> SlackView:
+        """Block until a stored view satisfies ``predicate`` (views.open/update/publish land here)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = next((v for v in self._views.values() if predicate(v)), None)
+                if found is not None:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    titles = [v.title or v.type for v in self._views.values()]
+                    raise TimeoutError(f"waited {timeout:.1f}s for {what}; views: {titles}")
+                self._cond.wait(left)
+
+    def view_errors(self, view: SlackView) -> dict[str, str]:
+        """The inline errors the app answered the last submission of ``view`` with (Slack shows them by field)."""
+        with self._cond:
+            return dict(self._view_errors.get(view.id, {}))
+
+    def view_buttons(self, view: SlackView) -> list[ViewButton]:
+        with self._cond:
+            current = self._views.get(view.id, view)
+        return [
+            ViewButton(current, b.block_id, b.action_id, b.value, b.text, b.style)
+            for b in _buttons_of(Message("", "", "", current.blocks))
+        ]
+
+    def find_view_button(self, view: SlackView, action_id: str, value: str | None = None) -> ViewButton:
+        shown = self.view_buttons(view)
+        for button in shown:
+            if button.action_id == action_id and (value is None or button.value == value):
+                return button
+        listing = ", ".join(f"[{b.text}] {b.action_id}={b.value}" for b in shown) or "none"
+        raise LookupError(f"no button {action_id!r} (value {value!r}) in view {view.id}; shown: {listing}")
+
+    def view_payload(self, view: SlackView, values: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+        """The view as Slack echoes it in interaction payloads, with ``state.values`` as a person filled it in.
+
+        ``values`` maps input block ids to what the person typed or picked (an option's value or text, a
+        channel id); inputs left out keep their initial value. Raises ValueError for anything Slack's own
+        client would not let through: a required input left empty, an option that is not offered, a
+        number outside the input's bounds, text longer than its max_length.
+        """
+        given = dict(values or {})
+        with self._cond:
+            current = self._views.get(view.id, view)
+            state: dict[str, Any] = {}
+            for block in current.blocks:
+                element = block.get("element")
+                if block.get("type") != "input" or not isinstance(element, dict):
+                    continue
+                block_id = str(block["block_id"])
+                entry = _input_state(element, given.pop(block_id, None))
+                if not block.get("optional") and _is_empty(entry):
+                    raise ValueError(f"Slack would not submit: {_text_of(block.get('label'))!r} is required")
+                state[block_id] = {str(element["action_id"]): entry}
+            if given:
+                raise ValueError(f"the view has no input blocks {sorted(given)}")
+            return {
+                **copy.deepcopy(current.source),
+                "id": current.id,
+                "team_id": TEAM_ID,
+                "app_id": APP_ID,
+                "bot_id": BOT_ID,
+                "app_installed_team_id": TEAM_ID,
+                "blocks": copy.deepcopy(current.blocks),
+                "private_metadata": current.private_metadata,
+                "callback_id": current.callback_id or "",
+                "external_id": current.external_id or "",
+                "state": {"values": state},
+                "hash": current.hash,
+                "root_view_id": current.root_view_id,
+                "previous_view_id": None,
+            }
+
+    def submission_payload(self, view: SlackView, user: str, values: Mapping[str, str | None]) -> dict[str, Any]:
+        """The ``view_submission`` payload Slack sends when ``user`` fills in ``view`` and presses submit."""
+        with self._cond:
+            if view.id in self._closed_views or view.id not in self._views:
+                raise ValueError(f"view {view.id} is not open: nobody can submit it")
+        name = self.users.get(user, user.lower())
+        return {
+            "type": "view_submission",
+            "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+            "user": {"id": user, "username": name, "name": name, "team_id": TEAM_ID},
+            "api_app_id": APP_ID,
+            "trigger_id": self.issue_trigger_id(user),
+            "view": self.view_payload(view, values),
+            "response_urls": [],
+            "is_enterprise_install": False,
+            "enterprise": None,
+        }
+
+    def answer_submission(self, view: SlackView, status: int, body: str) -> dict[str, str]:
+        """Apply the app's HTTP answer to a submission as Slack does; returns the inline errors (if any).
+
+        Empty body: the modal closes. ``response_action``: ``errors`` keeps it open with messages by block
+        (a key that is not an input block of the view is a violation: Slack shows a generic failure),
+        ``update``/``push`` replace or stack a view, ``clear`` closes the whole stack.
+        """
+        with self._cond:
+            if status != 200:
+                self._violations.append(Violation("view_submission", (f"the app answered HTTP {status}",)))
+                return {}
+            answer = json.loads(body) if body.strip() else {}
+            action = answer.get("response_action")
+            if action == "errors":
+                errors = {str(k): str(v) for k, v in (answer.get("errors") or {}).items()}
+                inputs = {str(b.get("block_id")) for b in self._views[view.id].blocks if b.get("type") == "input"}
+                unknown = sorted(set(errors) - inputs)
+                if unknown or not errors:
+                    self._violations.append(
+                        Violation("view_submission", (f"errors for blocks that are not inputs: {unknown}",))
+                    )
+                self._view_errors[view.id] = errors
+                return errors
+            self._view_errors.pop(view.id, None)
+            if action == "update":
+                self._store_view(self._views[view.id], view.user, answer["view"])
+            elif action == "push":
+                self._store_view(None, view.user, answer["view"])
+            elif action == "clear":
+                self._closed_views.update(v.id for v in self._views.values() if v.root_view_id == view.root_view_id)
+            else:
+                self._closed_views.add(view.id)
+            self._cond.notify_all()
+            return {}
+
     def buttons(self, channel: str | None = None) -> list[Button]:
         """Every button currently rendered (channel messages, thread replies, ephemerals), newest message first."""
         with self._cond:
@@ -362,14 +532,12 @@ class FakeSlack:
                     if status == 429:
                         headers["Retry-After"] = str(retry_after)
                     raise _ApiError("ratelimited" if status == 429 else "fatal_error")
-                handler = _METHODS.get(method)
-                if handler is None:
-                    raise _ApiError("unknown_method")
+                expected, answer = self._method(method)
                 if not token:
                     raise _ApiError("not_authed")
-                if not secrets.compare_digest(token, self.bot_token):
+                if not secrets.compare_digest(token, expected):
                     raise _ApiError("invalid_auth")
-                body = {"ok": True, **handler(self, args)}
+                body = {"ok": True, **answer(args)}
             except _ApiError as refusal:
                 body = {"ok": False, "error": refusal.code}
                 if refusal.errors:
@@ -411,6 +579,15 @@ class FakeSlack:
                 return code.get(refusal.code, 400), refusal.code
             self._record(SlackCall(HOOK, args, None, arrived, True, None, name))
         return 200, "ok"
+
+    def _method(self, method: str) -> tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        """The token a method takes and what answers it; unknown methods are refused like Slack does."""
+        if method in self._extra_methods:
+            return self._extra_methods[method]
+        handler = _METHODS.get(method)
+        if handler is None:
+            raise _ApiError("unknown_method")
+        return self.bot_token, lambda args: handler(self, args)
 
     @property
     def is_down(self) -> bool:
@@ -601,8 +778,10 @@ class FakeSlack:
             blocks=_normalise_blocks(view.get("blocks")),
             hash=f"{int(time.time())}.{secrets.token_hex(4)}",
             root_view_id=old.root_view_id if old else view_id,
+            source=copy.deepcopy(view),
         )
         self._views[view_id] = new
+        self._closed_views.discard(view_id)
         return new
 
     def _channel_arg(self, args: dict[str, Any]) -> str:
@@ -923,6 +1102,49 @@ def _view_json(view: SlackView, args: dict[str, Any]) -> dict[str, Any]:
         "root_view_id": view.root_view_id,
         "previous_view_id": None,
     }
+
+
+def _input_state(element: dict[str, Any], given: str | None) -> dict[str, Any]:
+    """One input's entry in ``view.state.values``, shaped as Slack sends it for that element type."""
+    kind = str(element.get("type"))
+    if kind in ("plain_text_input", "number_input", "email_text_input", "url_text_input"):
+        value = given if given is not None else element.get("initial_value")
+        text = None if value is None or str(value) == "" else str(value)
+        if text is not None and kind == "number_input":
+            _check_number(element, text)
+        if text is not None and len(text) > int(element.get("max_length") or 3000):
+            raise ValueError(f"Slack would not submit: {len(text)} characters in {element.get('action_id')!r}")
+        return {"type": kind, "value": text}
+    if kind in ("static_select", "radio_buttons"):
+        options = list(element.get("options") or []) + [
+            o for group in element.get("option_groups") or [] for o in group.get("options") or []
+        ]
+        chosen = element.get("initial_option")
+        if given is not None:
+            chosen = next((o for o in options if given in (o.get("value"), _text_of(o.get("text")))), None)
+            if chosen is None:
+                offered = [o.get("value") for o in options]
+                raise ValueError(f"{given!r} is not an option of {element.get('action_id')!r}: {offered}")
+        return {"type": kind, "selected_option": copy.deepcopy(chosen)}
+    selected = {"conversations_select": "conversation", "channels_select": "channel", "users_select": "user"}
+    if kind in selected:
+        key = selected[kind]
+        return {"type": kind, f"selected_{key}": given if given is not None else element.get(f"initial_{key}")}
+    raise ValueError(f"the fake cannot fill in {kind} inputs yet")
+
+
+def _check_number(element: dict[str, Any], text: str) -> None:
+    try:
+        number = float(text) if element.get("is_decimal_allowed") else int(text)
+    except ValueError:
+        raise ValueError(f"Slack's number input does not accept {text!r}") from None
+    low, high = element.get("min_value"), element.get("max_value")
+    if (low is not None and number < float(low)) or (high is not None and number > float(high)):
+        raise ValueError(f"Slack would not submit {text}: outside {low}..{high}")
+
+
+def _is_empty(entry: dict[str, Any]) -> bool:
+    return all(value in (None, "", []) for key, value in entry.items() if key != "type")
 
 
 def _opt_str(value: Any) -> str | None:

@@ -60,6 +60,9 @@ class TcpForwarder:
                 client, _ = self._server.accept()
             except OSError:
                 return
+            if self._stopped.is_set():  # accepted while stop() ran: the endpoint is down, refuse it
+                client.close()
+                return
             try:
                 upstream = socket.create_connection((LOOPBACK, self.target_port), timeout=5)
             except OSError:
@@ -82,4 +85,6 @@ class TcpForwarder:
 
     def stop(self) -> None:
         self._stopped.set()
+        with contextlib.suppress(OSError):  # wakes the accept() blocked in the other thread (Linux)
+            self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()

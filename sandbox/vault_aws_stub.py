@@ -219,7 +219,7 @@ class VaultAwsStub:
             "lease_duration": self.token_ttl_seconds,
             "renewable": True,
             "entity_id": str(uuid.uuid4()),
-            "token_type": "service",
+            "token_type": "service",  # a token type, not a token  # nosec B105
             "orphan": True,
         }
         return 200, _envelope(auth=auth)

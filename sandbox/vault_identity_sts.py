@@ -126,7 +126,7 @@ def aws_client(service: str, endpoint_url: str, region: str = "us-east-1") -> An
         endpoint_url=endpoint_url,
         region_name=region,
         aws_access_key_id="sandbox",
-        aws_secret_access_key="sandbox",  # noqa: S106 - moto's throwaway admin, not a secret
+        aws_secret_access_key="sandbox",  # noqa: S106 - moto's throwaway admin, not a secret  # nosec B106
     )
 
 

@@ -34,7 +34,7 @@ from core.ports import AuditCheckpointer, Lease, LivenessProber, Notifier, Reque
 from core.records import RecordType, RRset
 from core.states import OPEN_FOR_APPROVAL, RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
 from core.verification import VerificationOutcome, VerificationReport
-from service.planning import already_applied, check_still_current, make_plan
+from service.planning import already_applied, check_safety, check_still_current, make_plan
 from service.policy import PolicySource, describe
 from service.propagation import PropagationChecker
 from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime
@@ -77,6 +77,15 @@ class ExecutionResult:
     stored: StoredRequest
     outcome: VerificationOutcome | None
     error: BreakglassError | None
+
+
+@dataclass(frozen=True)
+class PathView:
+    """What one change path's control plane holds for a record now, or why it was not read."""
+
+    path: str
+    rrset: RRset | None
+    problem: str = ""
 
 
 PROBED_TYPES = frozenset({RecordType.A, RecordType.AAAA, RecordType.CNAME})
@@ -767,6 +776,68 @@ class ChangeService:
             emergency_allowed=requirement.emergency_allowed,
             approvers=tuple(p.slack_id for p in requirement.eligible if p.slack_id),
         )  # fmt: skip
+
+    def preflight(self, requester: Principal, edits: Sequence[RecordEdit], reason: str) -> None:
+        """The cheap checks of ``request_change`` (zone, apex safety, policy), without reading DNS.
+
+        For forms that must answer within Slack's 3 s: planning itself runs later and checks again.
+        """
+        if not reason.strip():
+            raise InvalidInput("A reason is required.", hint="Say what and why, e.g. INC-123 fail over to standby.")
+        if not edits:
+            raise InvalidInput("Nothing to change.")
+        zone = self.zones.for_name(edits[0].name)
+        check_safety(zone.name, edits)
+        request = ChangeRequest(
+            "preflight", RequestKind.CHANGE, zone.name, tuple(edits), reason.strip(), requester, self._now()
+        )
+        check_request(self._policy_in_force(), request, requester)
+
+    def pending_for(self, approver: Principal, limit: int = 50) -> list[RequestStatus]:
+        """Open requests the Slack user ``approver`` may approve and has not approved yet, newest first."""
+        found = []
+        for stored in self._store.recent(limit):
+            if stored.state not in OPEN_FOR_APPROVAL:
+                continue
+            status = self.status(stored.request.id)
+            late = status.expires_at is not None and status.expires_at <= self._now()
+            mine = any(a.approver == approver for a in status.approvals)
+            if approver.id in status.approvers and not mine and not late:
+                found.append(status)
+        return found
+
+    def path_views(self, name: str, rtype: RecordType, person: Principal) -> tuple[PathView, ...]:
+        """Each change path's read of ``name``/``rtype`` now (where they differ, a write reached only some).
+
+        A path that needs a credential even to read is read only for people in the policy, and the lease is
+        audited under a fresh id; a sealed envelope is never opened just to look.
+        """
+        zone = self.zones.for_name(name)
+        lookup = self._new_id()
+        return tuple(self._path_view(lookup, route, name, rtype, person) for route in zone.paths)
+
+    def _path_view(self, lookup: str, route: PathRuntime, name: str, rtype: RecordType, who: Principal) -> PathView:
+        path = route.path
+        if rtype not in path.supported_types:
+            return PathView(path.name, None, f"not read: this path cannot hold {rtype} records")
+        try:
+            if not path.reads_need_credentials:
+                return PathView(path.name, path.read(name, rtype))
+            if route.sealed:
+                return PathView(path.name, None, "not read: a sealed envelope is never opened just to look")
+            if self._policy_in_force().person_for(who) is None:
+                return PathView(path.name, None, "not read: it needs a credential lease, for people in the policy only")
+            lease = route.credentials.lease()
+            self._store.append(NewEvent(lookup, str(who), EventKind.CREDENTIALS_LEASED, {
+                "source": lease.info.source, "lease_id": lease.info.lease_id,
+                "ttl_seconds": lease.info.ttl_seconds, "purpose": "show",
+            }))  # fmt: skip
+            try:
+                return PathView(path.name, path.read(name, rtype, lease.credentials))
+            finally:
+                self._revoke(lookup, lease)
+        except (ProviderError, CredentialError, ApprovalRefused) as error:
+            return PathView(path.name, None, f"not read: {error.user_text()}")
 
     def policy_problem(self) -> str | None:
         """Why the bot refuses every request now (unsigned or modified policy), for people."""

@@ -423,7 +423,7 @@ def _fetch_rows(conn: Connection, lo: int | None, hi: int | None) -> Iterator[tu
     if hi is not None:
         conditions.append(f"seq < {int(hi)}")
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    sql = f"SELECT seq, request_id, actor, kind, details_json, {at}, prev_hash, hash FROM events{where} ORDER BY seq"  # noqa: S608 (fixed text and integers)
+    sql = f"SELECT seq, request_id, actor, kind, details_json, {at}, prev_hash, hash FROM events{where} ORDER BY seq"  # noqa: S608 (fixed text and integers)  # nosec B608
     raw: Any = conn.connection.driver_connection
     if postgres:
         cursor = raw.cursor(name="breakglass_audit_verify")

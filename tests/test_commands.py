@@ -2,7 +2,15 @@
 
 import pytest
 
-from bot.commands import ChangeCommand, HelpCommand, RollbackCommand, StatusCommand, parse
+from bot.commands import (
+    ChangeCommand,
+    HelpCommand,
+    RequestFormCommand,
+    RollbackCommand,
+    ShowCommand,
+    StatusCommand,
+    parse,
+)
 from core.errors import InvalidInput
 from core.records import RecordType
 
@@ -50,7 +58,9 @@ def test_delete_has_no_values() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("", HelpCommand()),
+        ("", RequestFormCommand()),
+        ("show api.example.test", ShowCommand("api.example.test.", None)),
+        ("show API.example.test. aaaa", ShowCommand("api.example.test.", RecordType.AAAA)),
         ("help", HelpCommand()),
         ("status", StatusCommand(None)),
         ("status bg-abc234", StatusCommand("BG-ABC234")),

@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
+import store.drills  # noqa: F401 (declares drill_history on the shared metadata)
 from core.errors import PersistenceError
 from sandbox.net import free_port
 from store.migrate import ALEMBIC_INI, current_revision, head_revision, is_up_to_date, require_up_to_date, upgrade
@@ -44,10 +45,17 @@ def test_upgrade_brings_an_empty_database_to_head(empty_url: str) -> None:
 
     upgrade(empty_url)
 
-    assert current_revision(empty_url) == head_revision() == "0002"
+    assert current_revision(empty_url) == head_revision() == "0003"
     assert is_up_to_date(empty_url) is True
     require_up_to_date(empty_url)
-    assert _tables(empty_url) == {"alembic_version", "change_requests", "approvals", "events", "chain_head"}
+    assert _tables(empty_url) == {
+        "alembic_version",
+        "change_requests",
+        "approvals",
+        "events",
+        "chain_head",
+        "drill_history",
+    }
 
     upgrade(empty_url)  # running it again is harmless
     assert is_up_to_date(empty_url) is True
