@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 from slack_bolt import Ack, App
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
@@ -96,8 +97,10 @@ def build_app(
     app = App(
         signing_secret=signing_secret,
         client=client,
+        # One workspace, one bot token we already hold: authorise locally, so no ack ever waits
+        # on Slack's Web API (Bolt would otherwise call auth.test inside the first ack).
+        authorize=lambda **_: AuthorizeResult(enterprise_id=None, team_id=None, bot_token=client.token),
         process_before_response=True,
-        token_verification_enabled=False,
     )
     notifier = SlackThreadNotifier(client, service, audit_channel)
     listeners = _Listeners(service, client, notifier, notify)
