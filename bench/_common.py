@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results"
-console = Console()
+console = Console(width=150)  # wide tables stay readable when piped to a file
 
 
 def percentile(samples: list[float], pct: float) -> float:

@@ -2,13 +2,49 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from core.credentials import Credentials
 from core.errors import ConflictError, SafetyRefused
 from core.models import Plan, RecordEdit, RRsetChange
 from core.ports import ChangePath
-from core.records import RecordType
+from core.records import RecordType, RRset
+
+BATCH_READ_FROM = 10  # rrsets; below this, one read per rrset is as cheap as one read of the zone
+RRsetKey = tuple[str, RecordType]
+Reader = Callable[[str, RecordType], "RRset | None"]
+
+
+@runtime_checkable
+class BatchReader(Protocol):
+    """A change path that can read many rrsets in one go (one zone listing, one AXFR).
+
+    ``read_many`` returns the same values ``read`` would for the keys it answers; a key it leaves
+    out (e.g. a name it cannot answer from the listing) is read on its own.
+    """
+
+    def read_many(
+        self, keys: Sequence[RRsetKey], credentials: Credentials | None = None
+    ) -> dict[RRsetKey, RRset | None]: ...
+
+
+def reader(path: ChangePath, keys: Sequence[RRsetKey], credentials: Credentials | None = None) -> Reader:
+    """``path.read``, answered from one batch read when many rrsets are wanted and the path can do that.
+
+    A 1,000-record failover would otherwise cost thousands of API calls or DNS queries.
+    """
+    wanted = list(dict.fromkeys(keys))
+    if len(wanted) < BATCH_READ_FROM or not isinstance(path, BatchReader):
+        return lambda name, rtype: path.read(name, rtype, credentials)
+    found = path.read_many(wanted, credentials)
+
+    def read(name: str, rtype: RecordType) -> RRset | None:
+        if (name, rtype) in found:
+            return found[(name, rtype)]
+        return path.read(name, rtype, credentials)
+
+    return read
 
 
 def check_safety(zone: str, edits: Sequence[RecordEdit]) -> None:
@@ -28,19 +64,28 @@ def check_safety(zone: str, edits: Sequence[RecordEdit]) -> None:
         raise SafetyRefused("The same name and type appear twice in one request.", hint="List each rrset once.")
 
 
-def _check_cname_exclusive(path: ChangePath, edit: RecordEdit, credentials: Credentials | None) -> None:
+def _cname_keys(path: ChangePath, edit: RecordEdit) -> list[RRsetKey]:
+    """The rrsets ``_check_cname_exclusive`` reads for ``edit``."""
+    if edit.after is None:
+        return []
+    if edit.rtype is RecordType.CNAME:
+        return [(edit.name, t) for t in path.supported_types if t is not RecordType.CNAME]
+    return [(edit.name, RecordType.CNAME)] if RecordType.CNAME in path.supported_types else []
+
+
+def _check_cname_exclusive(path: ChangePath, edit: RecordEdit, read: Reader) -> None:
     """A CNAME owns its name alone (RFC 1034); servers silently ignore updates that break that."""
     if edit.after is None:
         return
     if edit.rtype is RecordType.CNAME:
         others = [t for t in path.supported_types if t is not RecordType.CNAME]
-        clash = next((t for t in others if path.read(edit.name, t, credentials) is not None), None)
+        clash = next((t for t in others if read(edit.name, t) is not None), None)
         if clash is not None:
             raise SafetyRefused(
                 f"{edit.name} already has {clash} records, so it cannot also be a CNAME.",
                 hint=f"Delete the {clash} records in the same request, or pick another name.",
             )
-    elif RecordType.CNAME in path.supported_types and path.read(edit.name, RecordType.CNAME, credentials) is not None:
+    elif RecordType.CNAME in path.supported_types and read(edit.name, RecordType.CNAME) is not None:
         raise SafetyRefused(
             f"{edit.name} is a CNAME, so it cannot also have {edit.rtype} records.",
             hint="Replace the CNAME itself, or delete it first.",
@@ -59,13 +104,21 @@ def make_plan(
     """Read the current rrsets through ``path`` and diff them against ``edits``."""
     check_safety(zone, edits)
     deleting = {(e.name, e.rtype) for e in edits if e.after is None}
+    deleting_names = {name for name, _ in deleting}
+    keys: list[RRsetKey] = []
+    for edit in edits:  # what the loop below reads, up to the first edit it refuses
+        if edit.rtype not in path.supported_types:
+            break
+        keys += [] if edit.name in deleting_names else _cname_keys(path, edit)
+        keys.append((edit.name, edit.rtype))
+    read = reader(path, keys, credentials)
     changes = []
     for edit in edits:
         if edit.rtype not in path.supported_types:
             raise SafetyRefused(f"Change path {path.name} cannot change {edit.rtype} records.")
-        if not any(name == edit.name for name, _ in deleting):
-            _check_cname_exclusive(path, edit, credentials)
-        before = path.read(edit.name, edit.rtype, credentials)
+        if edit.name not in deleting_names:
+            _check_cname_exclusive(path, edit, read)
+        before = read(edit.name, edit.rtype)
         if before == edit.after:
             state = "does not exist" if before is None else f"already serves {before.describe()}"
             raise SafetyRefused(f"Nothing to change: {edit.name} {edit.rtype} {state}.")
@@ -77,13 +130,20 @@ def make_plan(
 
 def already_applied(plan: Plan, path: ChangePath, credentials: Credentials | None = None) -> bool:
     """Every rrset already holds its new value: applying again must be a no-op (retries, failover)."""
-    return all(path.read(c.name, c.rtype, credentials) == c.after for c in plan.changes)
+    if not plan.changes:
+        return True
+    first, rest = plan.changes[0], plan.changes[1:]
+    if path.read(first.name, first.rtype, credentials) != first.after:
+        return False  # the usual case (nothing applied yet), decided by one read
+    read = reader(path, [(c.name, c.rtype) for c in rest], credentials)
+    return all(read(c.name, c.rtype) == c.after for c in rest)
 
 
 def check_still_current(plan: Plan, path: ChangePath, credentials: Credentials | None = None) -> None:
     """Raise ConflictError if any rrset no longer holds what approvers saw."""
+    read = reader(path, [(c.name, c.rtype) for c in plan.changes], credentials)
     for change in plan.changes:
-        now = path.read(change.name, change.rtype, credentials)
+        now = read(change.name, change.rtype)
         if now != change.before:
             seen = change.before.describe() if change.before else "no record"
             found = now.describe() if now else "no record"

@@ -17,6 +17,7 @@ from core.errors import ConflictError, SafetyRefused
 from core.models import RecordEdit, RRsetChange
 from core.records import RecordType, RRset
 from core.verification import ServerAddress
+from providers import rfc2136
 from providers.powerdns import PowerDnsApiPath
 from providers.rfc2136 import Rfc2136Path
 from providers.route53 import Route53Path
@@ -51,9 +52,10 @@ class OneByOne:
         self._path.apply(changes, credentials)
 
 
-def twelve_names(bind_pair: BindPair) -> list[str]:
-    names = [new_name() for _ in range(12)]
-    out_of_band(bind_pair, *((n, "A", 60, [f"192.0.2.{i + 1}"]) for i, n in enumerate(names)))
+def many_names(bind_pair: BindPair, count: int = 100) -> list[str]:
+    """``count`` fresh A rrsets on the BIND primary: enough for RFC2136 reads to try a zone transfer."""
+    names = [new_name() for _ in range(count)]
+    out_of_band(bind_pair, *((n, "A", 60, [f"192.0.2.{i % 250 + 1}"]) for i, n in enumerate(names)))
     return names
 
 
@@ -62,7 +64,7 @@ def twelve_names(bind_pair: BindPair) -> list[str]:
 
 def test_rfc2136_batch_answers_what_each_query_answers(bind_pair: BindPair) -> None:
     path = Rfc2136Path("bind", bind_pair.primary, ZONE)
-    names = twelve_names(bind_pair)
+    names = many_names(bind_pair)
     keys: list[Key] = [(n, A) for n in names] + [
         ("www.example.test.", A),
         ("alias.example.test.", CNAME),
@@ -83,39 +85,51 @@ def test_rfc2136_batch_leaves_delegations_and_foreign_names_to_queries(bind_pair
     delegated = ("delegated.example.test.", NS)
     below_cut = ("host.delegated.example.test.", A)
     outside = ("www.elsewhere.test.", A)
-    www = ("www.example.test.", A)
+    names: list[Key] = [(n, A) for n in many_names(bind_pair)]
 
-    found = path.read_many([delegated, below_cut, outside, www])
+    found = path.read_many([delegated, below_cut, outside, *names])
 
-    assert set(found) == {www}
+    assert set(found) == set(names)
+
+
+def test_rfc2136_small_requests_and_large_zones_are_read_by_queries(
+    bind_pair: BindPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = Rfc2136Path("bind", bind_pair.primary, ZONE)
+    names: list[Key] = [(n, A) for n in many_names(bind_pair)]
+
+    assert path.read_many(names[:99]) == {}  # fewer rrsets than a transfer is worth
+    monkeypatch.setattr(rfc2136, "_TRANSFER_BUDGET", 1)  # the zone holds more than one record per rrset asked
+    assert path.read_many(names) == {}
 
 
 def test_rfc2136_batch_is_empty_when_the_primary_hands_no_zone_over() -> None:
     path = Rfc2136Path("closed", ServerAddress("127.0.0.1", free_port()), ZONE, timeout_seconds=1)
 
-    assert path.read_many([(f"h{i}.{ZONE}", A) for i in range(12)]) == {}
+    assert path.read_many([(f"h{i}.{ZONE}", A) for i in range(100)]) == {}
 
 
 def test_a_plan_made_from_one_transfer_equals_the_plan_made_query_by_query(bind_pair: BindPair) -> None:
     path = Rfc2136Path("bind", bind_pair.primary, ZONE)
-    names = twelve_names(bind_pair)
+    names = many_names(bind_pair)
     created = new_name()
     edits = [RecordEdit(n, A, a(n, "198.51.100.7")) for n in names] + [
         RecordEdit(created, A, a(created, "198.51.100.8"))
     ]
 
     assert isinstance(path, BatchReader) and not isinstance(OneByOne(path), BatchReader)
+    assert len(path.read_many([(n, A) for n in names])) == len(names)  # the primary does hand the zone over
     batched = make_plan("BG-1", ZONE, path, edits)
     one_by_one = make_plan("BG-1", ZONE, OneByOne(path), edits)
 
     assert batched == one_by_one
-    assert len(batched.changes) == 13
+    assert len(batched.changes) == 101
     assert [c.name for c in batched.changes if c.before is None] == [created]
 
 
 def test_a_cname_clash_is_refused_the_same_way_through_a_batch(bind_pair: BindPair) -> None:
     path = Rfc2136Path("bind", bind_pair.primary, ZONE)
-    names = twelve_names(bind_pair)
+    names = many_names(bind_pair)
     edits = [RecordEdit(n, A, a(n, "198.51.100.9")) for n in names] + [
         RecordEdit("alias.example.test.", A, a("alias.example.test.", "198.51.100.9"))
     ]
@@ -131,9 +145,10 @@ def test_a_cname_clash_is_refused_the_same_way_through_a_batch(bind_pair: BindPa
 
 def test_a_change_made_after_the_plan_is_caught_through_a_batch(bind_pair: BindPair) -> None:
     path = Rfc2136Path("bind", bind_pair.primary, ZONE)
-    names = twelve_names(bind_pair)
+    names = many_names(bind_pair)
     plan = make_plan("BG-3", ZONE, path, [RecordEdit(n, A, a(n, "198.51.100.10")) for n in names])
     out_of_band(bind_pair, (names[7], "A", 60, ["203.0.113.99"]))
+    assert path.read_many([(n, A) for n in names])[(names[7], A)] == a(names[7], "203.0.113.99")
 
     with pytest.raises(ConflictError) as caught:
         check_still_current(plan, path)
