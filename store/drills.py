@@ -10,8 +10,7 @@ only migration 0003 creates it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +36,7 @@ from core.events import NewEvent
 from core.ports import DrillOutcome, DrillRecord
 from store.audit import append_chained
 from store.schema import UtcDateTime, metadata
-from store.sql import _WRITE_OPTION  # SQLite writers start with BEGIN IMMEDIATE, as the request store's do
+from store.sql import _WRITE_OPTION, reading  # SQLite writers start with BEGIN IMMEDIATE, as the request store's do
 
 drill_history = Table(
     "drill_history",
@@ -117,16 +116,8 @@ class SqlDrillStore:
             row = conn.execute(query).first()
         return None if row is None else _record(row)
 
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        try:
-            with self._engine.connect() as conn:
-                yield conn
-        except DBAPIError as exc:
-            raise PersistenceError(
-                f"The drill history could not be read ({type(exc.orig).__name__}).",
-                hint="Check the database is reachable and upgraded (`breakglass db upgrade`).",
-            ) from exc
+    def _reading(self) -> AbstractContextManager[Connection]:
+        return reading(self._engine, "The drill history")
 
 
 def _record(row: Row[Any]) -> DrillRecord:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -205,16 +205,8 @@ class SqlRequestStore:
                 hint="Check the database is reachable, writable and not out of space, then try again.",
             ) from exc
 
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        try:
-            with self._engine.connect() as conn:
-                yield conn
-        except DBAPIError as exc:
-            raise PersistenceError(
-                f"The audit database could not be read ({type(exc.orig).__name__}).",
-                hint="Check the database is reachable, then try again.",
-            ) from exc
+    def _reading(self) -> AbstractContextManager[Connection]:
+        return reading(self._engine)
 
     @staticmethod
     def _insert_event(conn: Connection, new: NewEvent) -> None:
@@ -244,3 +236,16 @@ def _stored_request(row: Row[Any]) -> StoredRequest:
 def _event(row: Row[Any]) -> Event:
     details: dict[str, EventValue] = json.loads(row.details_json)
     return Event(row.seq, row.request_id, row.actor, EventKind(row.kind), details, row.at)
+
+
+@contextmanager
+def reading(engine: Engine, what: str = "The audit database") -> Iterator[Connection]:
+    """A read-only connection; a database error becomes a PersistenceError people can act on."""
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except DBAPIError as exc:
+        raise PersistenceError(
+            f"{what} could not be read ({type(exc.orig).__name__}).",
+            hint="Check the database is reachable and upgraded (`breakglass db upgrade`), then try again.",
+        ) from exc
