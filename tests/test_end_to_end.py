@@ -16,7 +16,6 @@ from pathlib import Path
 
 import hvac.exceptions
 import pytest
-from sqlalchemy import text
 
 from cli.localstack import LocalStack
 from core.events import EventKind
@@ -25,7 +24,7 @@ from core.states import RequestState
 from providers.authoritative import DnsAuthoritativeQuerier
 from sandbox.slack_signing import slash_command_body
 from tests.fixtures.bind import out_of_band
-from tests.fixtures.bot import SlackDriver, is_plan_post
+from tests.fixtures.bot import SlackDriver, assert_no_secret_leaked, is_plan_post
 
 NAME = "api.example.test."
 SET_NEW = f'set {NAME} A 203.0.113.10 ttl=60 reason="INC-42 primary LB down"'
@@ -258,20 +257,7 @@ def test_no_secret_reaches_logs_slack_or_database(stack: LocalStack, slack: Slac
         "Slack bot token": stack.bot_token,
         "OpenBao root token": stack.vault.root_token,
     }
-    slack_calls = json.dumps([c.args for c in stack.fake.calls()])
-    with stack.engine.connect() as db:
-        rows = json.dumps(
-            [
-                [list(map(str, row)) for row in db.execute(text(f"SELECT * FROM {table}"))]  # noqa: S608
-                for table in ("change_requests", "approvals", "events")
-            ]
-        )
-    logs = stack.log.getvalue()
-    assert "request.planned" in logs  # the logs were really captured
-    for what, value in canaries.items():
-        assert len(value) >= 16
-        for where, haystack in (("Slack calls", slack_calls), ("database", rows), ("logs", logs)):
-            assert value not in haystack, f"{what} leaked into {where}"
+    assert_no_secret_leaked(stack, canaries)
 
 
 def test_each_finished_request_publishes_a_signed_checkpoint_that_verifies(

@@ -20,7 +20,7 @@ from credentials.sealed import generate_key, key_to_text, seal
 from providers.authoritative import DnsAuthoritativeQuerier
 from sandbox.net import TcpForwarder
 from sandbox.openbao import OpenBaoServer, provision_breakglass, revoke_secret_id
-from tests.fixtures.bot import SlackDriver
+from tests.fixtures.bot import SlackDriver, assert_no_secret_leaked
 
 SET = 'set api.example.test A 203.0.113.10 ttl=60 reason="INC-77 fail over"'
 ELEVATED_RULE = """
@@ -127,6 +127,11 @@ def test_primary_credentials_revoked_in_vault_backup_path_applies(openbao: OpenB
         assert (EventKind.PATH_FAILED, "pdns-api") in events and (EventKind.APPLIED, "pdns-rfc2136") in events
         thread = json.dumps([c.args for c in stack.fake.calls("chat.postMessage")])
         assert "Change path pdns-api failed" in thread
+        assert_no_secret_leaked(stack, {
+            "PowerDNS API key": stack.pdns.api_key, "PowerDNS TSIG secret": stack.pdns.tsig_secret,
+            "API AppRole secret_id": stack.api.secret_id,  # type: ignore[attr-defined]
+            "default AppRole secret_id": stack.secret_id, "OpenBao root token": stack.vault.root_token,
+        })  # fmt: skip
 
 
 def test_primary_api_down_backup_path_applies_and_plans(openbao: OpenBaoServer) -> None:
@@ -162,6 +167,10 @@ def test_vault_down_sealed_envelope_needs_elevated_approval_then_applies() -> No
         assert EventKind.CREDENTIALS_MUST_ROTATE in [k for k, _ in events]
         thread = json.dumps([c.args for c in stack.fake.calls("chat.postMessage")])
         assert "MUST be rotated" in thread
+        assert_no_secret_leaked(stack, {
+            "sealed envelope key": (stack.workdir / "sealed.key").read_text().strip(),
+            "TSIG secret from the envelope": stack.pdns.tsig_secret, "PowerDNS API key": stack.pdns.api_key,
+        })  # fmt: skip
 
 
 def test_both_paths_failing_applies_nothing_and_reports_each(openbao: OpenBaoServer) -> None:
