@@ -63,17 +63,8 @@ def slash_command_body(
     return urlencode(fields).encode()
 
 
-def block_action_body(
-    button: Button,
-    user_id: str,
-    response_url: str,
-    *,
-    user_name: str | None = None,
-    trigger_id: str = "",
-    channel_name: str = DEFAULT_CHANNEL_NAME,
-) -> bytes:
-    """A button click as Slack POSTs it: form field ``payload`` holding a block_actions JSON document."""
-    name = user_name or user_id.lower()
+def _button_action(button: Button | ViewButton) -> dict[str, Any]:
+    """The ``actions[0]`` entry Slack sends for a click on ``button``."""
     action: dict[str, Any] = {
         "action_id": button.action_id,
         "block_id": button.block_id,
@@ -85,6 +76,21 @@ def block_action_body(
         action["value"] = button.value
     if button.style is not None:
         action["style"] = button.style
+    return action
+
+
+def block_action_body(
+    button: Button,
+    user_id: str,
+    response_url: str,
+    *,
+    user_name: str | None = None,
+    trigger_id: str = "",
+    channel_name: str = DEFAULT_CHANNEL_NAME,
+) -> bytes:
+    """A button click as Slack POSTs it: form field ``payload`` holding a block_actions JSON document."""
+    name = user_name or user_id.lower()
+    action = _button_action(button)
     payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": user_id, "username": name, "name": name, "team_id": TEAM_ID},
@@ -131,17 +137,7 @@ def view_block_action_body(
     ``view`` is the view as Slack echoes it (``FakeSlack.view_payload``).
     """
     name = user_name or user_id.lower()
-    action: dict[str, Any] = {
-        "action_id": button.action_id,
-        "block_id": button.block_id,
-        "text": {"type": "plain_text", "text": button.text, "emoji": True},
-        "type": "button",
-        "action_ts": f"{time.time():.6f}",
-    }
-    if button.value is not None:
-        action["value"] = button.value
-    if button.style is not None:
-        action["style"] = button.style
+    action = _button_action(button)
     payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": user_id, "username": name, "name": name, "team_id": TEAM_ID},
