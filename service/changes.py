@@ -30,14 +30,15 @@ from core.errors import (
 from core.events import Event, EventKind, EventValue, NewEvent
 from core.liveness import LivenessReport
 from core.models import SYSTEM, Approval, ChangeRequest, Principal, RecordEdit, RequestKind, RRsetChange
-from core.ports import AuditCheckpointer, Lease, LivenessProber, Notifier, RequestStore, StoredRequest, ZoneInspector
+from core.ports import AuditCheckpointer, LivenessProber, Notifier, RequestStore, StoredRequest, ZoneInspector
 from core.records import RecordType, RRset
 from core.states import OPEN_FOR_APPROVAL, RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
 from core.verification import VerificationOutcome, VerificationReport
+from service.leases import AuditedLeases
 from service.planning import already_applied, check_safety, check_still_current, make_plan
 from service.policy import PolicySource, describe
 from service.propagation import PropagationChecker
-from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime
+from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime, shares_failed_trust
 
 log = structlog.get_logger("breakglass.service")
 NEEDS_ELEVATION = "opening the sealed envelope needs more approvals"
@@ -125,6 +126,7 @@ class ChangeService:
         self._inspector = inspector
         self._prober = prober
         self._checkpointer = checkpointer
+        self._leases = AuditedLeases(store.append)
         self._now = now
         self._new_id = new_id
 
@@ -205,15 +207,11 @@ class ChangeService:
             try:
                 if not route.path.reads_need_credentials:
                     return read(route, None)
-                lease = route.credentials.lease()
-                self._store.append(NewEvent(request_id, str(SYSTEM), EventKind.CREDENTIALS_LEASED, {
-                    "source": lease.info.source, "lease_id": lease.info.lease_id,
-                    "ttl_seconds": lease.info.ttl_seconds, "purpose": "read",
-                }))  # fmt: skip
+                lease = self._leases.lease(request_id, route, purpose="read")
                 try:
                     return read(route, lease.credentials)
                 finally:
-                    self._revoke(request_id, lease)
+                    self._leases.revoke(request_id, lease)
             except (ProviderError, CredentialError) as error:
                 errors.append(f"{route.path.name}: {error.user_text()}")
         raise ProviderError(
@@ -455,13 +453,9 @@ class ChangeService:
         self, stored: StoredRequest, route: PathRuntime, failures: Sequence[tuple[PathRuntime, BreakglassError]]
     ) -> str:
         """Why trying ``route`` now is pointless or not allowed ("" to try it)."""
-        for failed, error in failures:
-            # A refused or unreachable credential fails again for the same identity; a broken server
-            # fails again for any path to the same control plane. Other paths are worth a try.
-            dimension = "identity" if isinstance(error, CredentialError) else "control plane"
-            shared = [s for s in route.trust.shared_with(failed.trust) if s.startswith(dimension)]
-            if shared:
-                return f"it shares {', '.join(shared)} with {failed.path.name}, which just failed"
+        shared = shares_failed_trust(route, failures)
+        if shared:
+            return shared
         if route.sealed:
             requirement = self._requirement(stored)
             have = len(requirement.counted(self._store.approvals(stored.request.id)))
@@ -541,38 +535,9 @@ class ChangeService:
     def _apply(self, stored: StoredRequest, route: PathRuntime, notifier: Notifier) -> float:
         request_id = stored.request.id
         notifier.progress(stored, f"Leasing break-glass credentials from {route.credentials.name}…")
+        lease = self._leases.lease(request_id, route)
         try:
-            lease = route.credentials.lease()
-        except CredentialError as error:
-            self._store.append(
-                NewEvent(
-                    request_id,
-                    str(SYSTEM),
-                    EventKind.CREDENTIALS_FAILED,
-                    {
-                        "source": route.credentials.name,
-                        "error": error.user_text(),
-                    },
-                )
-            )
-            raise
-        try:
-            self._store.append(
-                NewEvent(
-                    request_id,
-                    str(SYSTEM),
-                    EventKind.CREDENTIALS_LEASED,
-                    {
-                        "source": lease.info.source,
-                        "lease_id": lease.info.lease_id,
-                        "ttl_seconds": lease.info.ttl_seconds,
-                    },
-                )
-            )
             if lease.info.must_rotate:
-                self._store.append(NewEvent(request_id, str(SYSTEM), EventKind.CREDENTIALS_MUST_ROTATE, {
-                    "source": lease.info.source, "lease_id": lease.info.lease_id,
-                }))  # fmt: skip
                 notifier.progress(stored, f":rotating_light: Opened {lease.info.source}: these credentials are now "
                                   "exposed to this bot and MUST be rotated after the incident.")  # fmt: skip
             started = time.monotonic()
@@ -583,7 +548,7 @@ class ChangeService:
                 route.path.apply(stored.plan.changes, lease.credentials)
             applied_at = time.monotonic()
         finally:
-            self._revoke(request_id, lease)
+            self._leases.revoke(request_id, lease)
         try:
             self._record_applied(request_id, route, started, applied_at)
         except PersistenceError as error:
@@ -605,35 +570,6 @@ class ChangeService:
             request_id, str(SYSTEM), EventKind.APPLIED,
             {"path": route.path.name, "apply_ms": round((applied_at - started) * 1000, 1)},
         ))  # fmt: skip
-
-    def _revoke(self, request_id: str, lease: Lease) -> None:
-        try:
-            lease.revoke()
-        except CredentialError as error:
-            self._store.append(
-                NewEvent(
-                    request_id,
-                    str(SYSTEM),
-                    EventKind.CREDENTIALS_REVOKE_FAILED,
-                    {
-                        "lease_id": lease.info.lease_id,
-                        "expires_in_seconds": lease.info.ttl_seconds,
-                        "error": error.user_text(),
-                    },
-                )
-            )
-            log.warning("lease.revoke_failed", request_id=request_id, lease_id=lease.info.lease_id)
-            return
-        self._store.append(
-            NewEvent(
-                request_id,
-                str(SYSTEM),
-                EventKind.CREDENTIALS_REVOKED,
-                {
-                    "lease_id": lease.info.lease_id,
-                },
-            )
-        )
 
     def _verify(self, request_id: str, applied_at: float, notifier: Notifier) -> ExecutionResult:
         stored = self._store.get(request_id)
@@ -827,15 +763,11 @@ class ChangeService:
                 return PathView(path.name, None, "not read: a sealed envelope is never opened just to look")
             if self._policy_in_force().person_for(who) is None:
                 return PathView(path.name, None, "not read: it needs a credential lease, for people in the policy only")
-            lease = route.credentials.lease()
-            self._store.append(NewEvent(lookup, str(who), EventKind.CREDENTIALS_LEASED, {
-                "source": lease.info.source, "lease_id": lease.info.lease_id,
-                "ttl_seconds": lease.info.ttl_seconds, "purpose": "show",
-            }))  # fmt: skip
+            lease = self._leases.lease(lookup, route, purpose="show", actor=str(who))
             try:
                 return PathView(path.name, path.read(name, rtype, lease.credentials))
             finally:
-                self._revoke(lookup, lease)
+                self._leases.revoke(lookup, lease)
         except (ProviderError, CredentialError, ApprovalRefused) as error:
             return PathView(path.name, None, f"not read: {error.user_text()}")
 

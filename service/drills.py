@@ -46,12 +46,13 @@ from core.errors import (
 )
 from core.events import EventKind, EventValue, NewEvent
 from core.models import SYSTEM, ChangeRequest, Principal, RecordEdit, RequestKind, RRsetChange
-from core.ports import DrillOutcome, DrillRecord, DrillStore, Lease, ZoneInspector
+from core.ports import DrillOutcome, DrillRecord, DrillStore, ZoneInspector
 from core.records import RecordType, RRset, normalize_name
 from core.verification import VerificationReport
+from service.leases import AuditedLeases
 from service.policy import PolicySource, describe
 from service.propagation import PropagationChecker
-from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime
+from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime, shares_failed_trust
 
 CANARY_LABEL = "_breakglass-drill"
 STATEMENT_MAX_AGE = timedelta(minutes=30)
@@ -180,6 +181,7 @@ class DrillRunner:
     ) -> None:
         self.zones = zones
         self._audit = audit
+        self._leases = AuditedLeases(audit.append)
         self._history = history
         self._policy = policy
         self._checker = checker
@@ -459,7 +461,7 @@ class DrillRunner:
     ) -> tuple[float, float, float]:
         """Lease, compare-and-swap the canary to ``after``, revoke: (lease seconds, apply seconds, applied at)."""
         started = self._monotonic()
-        lease = self._lease(drill_id, route, purpose)
+        lease = self._leases.lease(drill_id, route, purpose=purpose)
         leased_at = self._monotonic()
         try:
             current = route.path.read(name, TXT, lease.credentials)
@@ -473,7 +475,7 @@ class DrillRunner:
                 route.path.apply([RRsetChange(name, TXT, current, after)], lease.credentials)
             applied_at = self._monotonic()
         finally:
-            self._revoke(drill_id, lease)
+            self._leases.revoke(drill_id, lease)
         return leased_at - started, applied_at - leased_at, applied_at
 
     def _wait(self, zone: ZoneRuntime, change: RRsetChange, since: float) -> float:
@@ -486,46 +488,12 @@ class DrillRunner:
             raise ProviderError(_not_served(report, servers.problems, change.after is None))
         return max(r.seconds_to_serve or 0.0 for r in report.results)
 
-    def _lease(self, drill_id: str, route: PathRuntime, purpose: str) -> Lease:
-        try:
-            lease = route.credentials.lease()
-        except CredentialError as error:
-            self._audit.append(NewEvent(drill_id, str(SYSTEM), EventKind.CREDENTIALS_FAILED, {
-                "source": route.credentials.name, "error": error.user_text(), "purpose": purpose,
-            }))  # fmt: skip
-            raise
-        self._audit.append(NewEvent(drill_id, str(SYSTEM), EventKind.CREDENTIALS_LEASED, {
-            "source": lease.info.source, "lease_id": lease.info.lease_id, "ttl_seconds": lease.info.ttl_seconds,
-            "purpose": purpose,
-        }))  # fmt: skip
-        if lease.info.must_rotate:
-            self._audit.append(NewEvent(drill_id, str(SYSTEM), EventKind.CREDENTIALS_MUST_ROTATE, {
-                "source": lease.info.source, "lease_id": lease.info.lease_id,
-            }))  # fmt: skip
-        return lease
-
-    def _revoke(self, drill_id: str, lease: Lease) -> None:
-        try:
-            lease.revoke()
-        except CredentialError as error:
-            self._audit.append(NewEvent(drill_id, str(SYSTEM), EventKind.CREDENTIALS_REVOKE_FAILED, {
-                "lease_id": lease.info.lease_id, "expires_in_seconds": lease.info.ttl_seconds,
-                "error": error.user_text(),
-            }))  # fmt: skip
-            return
-        self._audit.append(
-            NewEvent(drill_id, str(SYSTEM), EventKind.CREDENTIALS_REVOKED, {"lease_id": lease.info.lease_id})
-        )
-
 
 def _skip_reason(route: PathRuntime, failures: Sequence[tuple[PathRuntime, BreakglassError]]) -> str:
-    """The failover rule of ChangeService: a refused credential fails again for the same identity, a broken
-    server for any path to the same control plane; a sealed envelope is never opened by a drill."""
-    for failed, error in failures:
-        dimension = "identity" if isinstance(error, CredentialError) else "control plane"
-        shared = [s for s in route.trust.shared_with(failed.trust) if s.startswith(dimension)]
-        if shared:
-            return f"it shares {', '.join(shared)} with {failed.path.name}, which failed"
+    """ChangeService's failover rule; and a sealed envelope is never opened by a drill."""
+    shared = shares_failed_trust(route, failures)
+    if shared:
+        return shared
     if route.sealed:
         return "sealed envelope: a real incident would need the policy's sealed_count approvals; not opened in a drill"
     return ""

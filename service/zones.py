@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.errors import ZoneNotConfigured
+from core.errors import CredentialError, ZoneNotConfigured
 from core.liveness import Probe
 from core.ports import ChangePath, CredentialSource
 from core.records import is_subdomain
@@ -70,3 +70,17 @@ class ZoneDirectory:
 
     def names(self) -> list[str]:
         return sorted(self._zones)
+
+
+def shares_failed_trust(route: PathRuntime, failures: Sequence[tuple[PathRuntime, Exception]]) -> str:
+    """Why ``route`` would fail like an earlier path ("" if it is worth a try).
+
+    A refused or unreachable credential fails again for the same identity; a broken server fails
+    again for any path to the same control plane. Everything else is a separate trust path.
+    """
+    for failed, error in failures:
+        dimension = "identity" if isinstance(error, CredentialError) else "control plane"
+        shared = [s for s in route.trust.shared_with(failed.trust) if s.startswith(dimension)]
+        if shared:
+            return f"it shares {', '.join(shared)} with {failed.path.name}, which just failed"
+    return ""
