@@ -77,7 +77,7 @@ def incident(openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory) -
         stored = stack.service.status(change_id).stored
         assert stored.request.reason == REASON  # stored exactly as typed: the report must escape it
         slack.click(p.bob, stack.fake.find_button(action_id="rollback"))
-        stack.fake.wait_for("chat.postMessage", count=2, timeout=30, predicate=is_plan_post)
+        stack.fake.wait_for("chat.postMessage", count=2, timeout=60, predicate=is_plan_post)
         approve_rollback = stack.fake.find_button(action_id="approve")
         slack.click(p.alice, approve_rollback)
         slack.click(p.carol, approve_rollback)

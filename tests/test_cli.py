@@ -87,7 +87,7 @@ def test_serve_refuses_an_old_schema_then_serves_after_db_upgrade(stack: LocalSt
         simulator = SlackClientSimulator(f"http://127.0.0.1:{port}/slack/events", stack.signing_secret, stack.fake)
         reply = simulator.command('set api.example.test A 203.0.113.10 reason="from serve"', stack.people.alice)
         assert reply.status == 200 and "Planning" in json.loads(reply.body)["text"]
-        stack.fake.wait_for("chat.postMessage", timeout=30)
+        stack.fake.wait_for("chat.postMessage", timeout=60)
         assert stack.fake.find_button(action_id="approve", channel=DEFAULT_CHANNEL).value
     finally:
         server.terminate()

@@ -120,7 +120,7 @@ def test_slack_drill_on_bind_writes_verifies_and_removes_the_canary(bind_stack: 
     stack, slack = bind_stack, SlackDriver(bind_stack)
     reply = slack.command(stack.people.alice, "drill example.test")
     assert "Starting the drill" in json.loads(reply.body)["text"]
-    posted = stack.fake.wait_for("chat.postMessage", timeout=30, predicate=lambda c: "ran a drill" in str(c.args))
+    posted = stack.fake.wait_for("chat.postMessage", timeout=60, predicate=lambda c: "ran a drill" in str(c.args))
     text = str(posted[-1].args["text"])
     assert text.startswith(":white_check_mark:") and "bind-primary: passed: lease" in text, text
     assert "propagation" in text and "corrected routing in" in text

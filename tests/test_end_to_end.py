@@ -45,7 +45,7 @@ def test_change_is_approved_applied_verified_then_rolled_back(stack: LocalStack,
     p = stack.people
     command = slack.command(p.alice, SET_NEW)
     assert "Planning your change" in json.loads(command.body)["text"]
-    stack.fake.wait_for("chat.postMessage", timeout=30)
+    stack.fake.wait_for("chat.postMessage", timeout=60)
     approve = stack.fake.find_button(action_id="approve")
     shown = slack.message_json(approve)
     assert "192.0.2.10 (ttl 300)" in shown and "203.0.113.10 (ttl 60)" in shown and "INC-42 primary LB down" in shown
@@ -55,7 +55,7 @@ def test_change_is_approved_applied_verified_then_rolled_back(stack: LocalStack,
     assert served(stack) == [OLD, OLD]  # nothing changes before approval
 
     slack.click(p.bob, approve)
-    stack.fake.wait_for("chat.update", timeout=30, predicate=lambda c: "needs 1 more approver" in json.dumps(c.args))
+    stack.fake.wait_for("chat.update", timeout=60, predicate=lambda c: "needs 1 more approver" in json.dumps(c.args))
     assert served(stack) == [OLD, OLD]  # one approval is not enough
     slack.click(p.carol, approve)
 
@@ -86,13 +86,13 @@ def test_change_is_approved_applied_verified_then_rolled_back(stack: LocalStack,
 
     rollback = stack.fake.find_button(action_id="rollback")
     slack.click(p.bob, rollback)
-    stack.fake.wait_for("chat.postMessage", count=2, timeout=30, predicate=is_plan_post)
+    stack.fake.wait_for("chat.postMessage", count=2, timeout=60, predicate=is_plan_post)
     approve_rollback = stack.fake.find_button(action_id="approve")
     assert approve_rollback.value != request_id
     slack.click(p.bob, approve_rollback)  # bob asked for the rollback: he cannot approve it
     assert "You requested this change" in slack.ephemeral_to(p.bob)
     slack.click(p.alice, approve_rollback)
-    stack.fake.wait_for("chat.update", timeout=30, predicate=lambda c: "needs 1 more approver" in json.dumps(c.args))
+    stack.fake.wait_for("chat.update", timeout=60, predicate=lambda c: "needs 1 more approver" in json.dumps(c.args))
     slack.click(p.carol, approve_rollback)
     assert slack.verdict(approve_rollback).startswith("Verified")
     assert served(stack) == [OLD, OLD]
@@ -155,7 +155,7 @@ def test_deny_ends_the_request(stack: LocalStack, slack: SlackDriver) -> None:
     slack.click(p.mallory, deny)
     assert "Only the approvers of this change" in slack.ephemeral_to(p.mallory)
     slack.click(p.bob, deny)
-    stack.fake.wait_for("chat.update", timeout=30, predicate=lambda c: "Denied by" in json.dumps(c.args))
+    stack.fake.wait_for("chat.update", timeout=60, predicate=lambda c: "Denied by" in json.dumps(c.args))
     slack.click(p.carol, approve)  # a stale button in someone's client
     assert "approvals are closed" in slack.ephemeral_to(p.carol)
     assert stack.service.status(approve.value or "").stored.state is RequestState.DENIED
@@ -269,7 +269,7 @@ def test_each_finished_request_publishes_a_signed_checkpoint_that_verifies(
     slack.click(p.carol, approve)
     assert slack.verdict(approve).startswith("Verified")
     (posted,) = stack.fake.wait_for(
-        "chat.postMessage", timeout=30, predicate=lambda c: c.args.get("channel") == "C0AUDIT"
+        "chat.postMessage", timeout=60, predicate=lambda c: c.args.get("channel") == "C0AUDIT"
     )
     assert "breakglass-checkpoint v1" in posted.args["text"]
     assert (stack.workdir / "checkpoints.jsonl").read_text().count("\n") == 1

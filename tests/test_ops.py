@@ -42,7 +42,7 @@ from sandbox.slack_signing import DEFAULT_CHANNEL, SlackClientSimulator, sign, s
 from service.changes import ChangeService
 from store.sql import make_engine
 
-WAIT = 30.0
+WAIT = 60.0  # a condition wait: passing flows return in milliseconds; only a stuck one waits this long
 
 
 @dataclass

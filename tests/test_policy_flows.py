@@ -89,7 +89,7 @@ def test_group_mix_targets_ttl_and_ticket_are_enforced(guarded: LocalStack) -> N
     slack.click(p.bob, approve)
     slack.click(p.carol, approve)  # two sre approvals, but nobody from security yet
     stack.fake.wait_for(
-        "chat.update", timeout=30, predicate=lambda c: "at least one from security" in json.dumps(c.args)
+        "chat.update", timeout=60, predicate=lambda c: "at least one from security" in json.dumps(c.args)
     )
     assert stack.service.status(approve.value or "").stored.state is RequestState.PENDING_APPROVAL
     slack.click(p.dave, approve)
@@ -139,7 +139,7 @@ def test_a_policy_change_voids_approvals_given_under_the_old_rules(openbao: Open
         slack, p = SlackDriver(stack), stack.people
         approve = slack.request(p.alice, SET)
         slack.click(p.bob, approve)
-        stack.fake.wait_for("chat.update", timeout=30, predicate=lambda c: "needs 1 more" in json.dumps(c.args))
+        stack.fake.wait_for("chat.update", timeout=60, predicate=lambda c: "needs 1 more" in json.dumps(c.args))
         stack.write_policy(rules=EMERGENCY_RULE)  # properly re-signed, but different rules
         slack.click(p.carol, approve)
         assert "approvals under the old rules are void" in slack.ephemeral_to(p.carol)
@@ -151,7 +151,7 @@ def test_requests_expire(openbao: OpenBaoServer) -> None:
         slack, p = SlackDriver(stack), stack.people
         approve = slack.request(p.alice, SET)
         slack.click(p.bob, approve)
-        stack.fake.wait_for("chat.update", timeout=30, predicate=lambda c: "needs 1 more" in json.dumps(c.args))
+        stack.fake.wait_for("chat.update", timeout=60, predicate=lambda c: "needs 1 more" in json.dumps(c.args))
         expires_at = stack.service.status(approve.value or "").expires_at
         assert expires_at is not None
         time.sleep(max(0.0, (expires_at - datetime.now(UTC)).total_seconds()) + 0.1)  # the rule's 5 s pass
@@ -171,7 +171,7 @@ def test_emergency_self_approval_notifies_every_approver_and_requires_review(ope
         assert "Only the requester" in slack.ephemeral_to(p.bob)
         slack.click(p.alice, emergency)
         notice = stack.fake.wait_for(
-            "chat.postMessage", timeout=30, predicate=lambda c: "emergency clause" in str(c.args.get("text"))
+            "chat.postMessage", timeout=60, predicate=lambda c: "emergency clause" in str(c.args.get("text"))
         )[0]
         assert f"<@{p.bob}>" in notice.args["text"] and f"<@{p.carol}>" in notice.args["text"]
         assert slack.verdict(emergency).startswith("Verified")
@@ -252,7 +252,7 @@ def test_signature_bypasses_are_refused_and_audited(openbao: OpenBaoServer) -> N
 
         # The same person through Slack and through their key counts once.
         slack.click(p.bob, stack.fake.find_button(action_id="approve", value=first))
-        stack.fake.wait_for("chat.update", timeout=30, predicate=lambda c: "needs 1 more" in json.dumps(c.args))
+        stack.fake.wait_for("chat.update", timeout=60, predicate=lambda c: "needs 1 more" in json.dumps(c.args))
         again = cli("approve", first, "--config", config, "--key", str(stack.keys["bob"]))
         assert again.returncode == 2 and "already approved" in again.stderr
 

@@ -35,7 +35,7 @@ from sandbox.openbao import OpenBaoServer
 from sandbox.slack_signing import DEFAULT_CHANNEL
 
 APP_TOKEN = "xapp-1-A0BREAKGLASS-1-" + "5e" * 16
-WAIT = 30.0
+WAIT = 60.0  # a condition wait: passing flows return in milliseconds; only a stuck one waits this long
 BREAKGLASS = str(Path(sys.executable).parent / "breakglass")
 
 

@@ -77,7 +77,7 @@ def test_recovery_needs_a_live_target_and_verify_again_declares_it(openbao: Open
         with listening(port):
             slack.click(stack.people.bob, stack.fake.find_button(action_id="recheck"))
             stack.fake.wait_for(
-                "chat.postMessage", timeout=30, predicate=lambda c: str(c.args.get("text", "")).startswith("Recovered")
+                "chat.postMessage", timeout=60, predicate=lambda c: str(c.args.get("text", "")).startswith("Recovered")
             )
         status = stack.service.status(request_id)
         assert status.stored.state is RequestState.RECOVERED
@@ -104,7 +104,7 @@ def test_rollback_by_command_restores_the_previous_value(openbao: OpenBaoServer)
         request_id, verdict = approve_both(stack, slack, f'set {NAME} A 203.0.113.10 reason="INC-9"')
         assert verdict.startswith("Verified")
         slack.command(stack.people.bob, f"rollback {request_id.lower()}")
-        stack.fake.wait_for("chat.postMessage", count=2, timeout=30, predicate=is_plan_post)
+        stack.fake.wait_for("chat.postMessage", count=2, timeout=60, predicate=is_plan_post)
         approve = stack.fake.find_button(action_id="approve")
         slack.click(stack.people.alice, approve)
         slack.click(stack.people.carol, approve)
