@@ -78,7 +78,10 @@ change_requests = Table(
     Column("anchor", String, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),  # last state change
+    Column("owner", String, nullable=True),  # the bot process carrying it out (approved/applying/verifying)
+    Column("heartbeat_at", UtcDateTime, nullable=True),  # when that owner last said it still is
     Index("ix_change_requests_created_at", "created_at"),
+    Index("ix_change_requests_state", "state"),
 )
 
 approvals = Table(
@@ -116,4 +119,32 @@ chain_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),
     Column("hash", String, nullable=False),
+)
+
+# Messages for Slack, in the order they were written; one replica at a time delivers them.
+# ``kind`` says what to do (see bot/outbox.py); ``payload_json`` holds the rest.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String, nullable=True),
+    Column("kind", String, nullable=False),
+    Column("channel", String, nullable=True),
+    Column("payload_json", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Column("failed_at", UtcDateTime, nullable=True),  # Slack refused it for good (e.g. channel_not_found)
+    Column("last_error", String, nullable=True),
+    Index("ix_outbox_sent_at", "sent_at", "failed_at", "id"),
+)
+
+# Named leases on a job only one replica may do at a time (e.g. ``outbox-sender``).
+worker_locks = Table(
+    "worker_locks",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("owner", String, nullable=True),
+    Column("expires_at", UtcDateTime, nullable=True),
 )

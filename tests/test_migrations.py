@@ -45,7 +45,7 @@ def test_upgrade_brings_an_empty_database_to_head(empty_url: str) -> None:
 
     upgrade(empty_url)
 
-    assert current_revision(empty_url) == head_revision() == "0003"
+    assert current_revision(empty_url) == head_revision() == "0004"
     assert is_up_to_date(empty_url) is True
     require_up_to_date(empty_url)
     assert _tables(empty_url) == {
@@ -55,6 +55,8 @@ def test_upgrade_brings_an_empty_database_to_head(empty_url: str) -> None:
         "events",
         "chain_head",
         "drill_history",
+        "outbox",
+        "worker_locks",
     }
 
     upgrade(empty_url)  # running it again is harmless
