@@ -24,7 +24,7 @@ from pydantic import SecretStr
 import bootstrap
 from approvals.signing import generate_signing_key, sign_policy
 from bot.http import HttpServer
-from config import SlackSettings, load_config
+from config import AppConfig, SlackSettings, load_config
 from sandbox.bind import BindPair, SeedRecord
 from sandbox.fake_slack import FakeSlack
 from sandbox.openbao import OpenBaoServer, provision_breakglass
@@ -99,12 +99,15 @@ class LocalStack:
         policy_rules: str = DEFAULT_RULES,
         powerdns: bool = False,
         configure: Callable[[LocalStack], tuple[str, str]] | None = None,
+        serve_bot: bool = True,
     ) -> None:
         """``zone_tables``: extra TOML for the zone (``[[zones.probes]]``...), a str.format template
         that may use ``{primary_port}`` and ``{secondary_port}``.
         ``powerdns``: serve the zone from PowerDNS (API + RFC2136) instead of a BIND pair.
         ``configure(stack)`` returns (the zone's ``[[zones.paths]]`` TOML, extra top-level TOML);
-        by default one RFC2136 path with the TSIG key from Vault."""
+        by default one RFC2136 path with the TSIG key from Vault.
+        ``serve_bot=False``: no in-process bot (no ``http``, no ``slack``), for tests that run
+        ``breakglass serve`` processes on ``config_path`` instead (sandbox/bot_process.py)."""
         self.people = People()
         self.verify_timeout = verify_timeout
         self.log = log_stream if log_stream is not None else io.StringIO()
@@ -117,6 +120,7 @@ class LocalStack:
         self._policy_rules = policy_rules
         self._powerdns = powerdns
         self._configure = configure
+        self._serve_bot = serve_bot
         self._exit = ExitStack()
         self.bot_token = "xoxb-" + secrets.token_hex(12)
         self.signing_secret = secrets.token_hex(16)
@@ -162,6 +166,11 @@ class LocalStack:
         self.engine = bootstrap.build_engine(settings)
         self._exit.callback(self.engine.dispose)
         self.service: ChangeService = bootstrap.build_service(settings, self.engine)
+        if self._serve_bot:
+            self._serve(settings)
+
+    def _serve(self, settings: AppConfig) -> None:
+        """The bot itself, in this process, over real HTTP on a free loopback port."""
         slack = SlackSettings(
             bot_token=SecretStr(self.bot_token),
             signing_secret=SecretStr(self.signing_secret),
