@@ -53,23 +53,41 @@ def configure_logging(json_logs: bool = True, level: int = logging.INFO, stream:
         structlog.processors.format_exc_info,
         redact_secrets,
     ]
-    out = stream or sys.stderr
+    handler = _route_stdlib_logging(shared, renderer, level, stream or sys.stderr)
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=lambda *_: _LineLogger(handler),
         cache_logger_on_first_use=False,
     )
-    _route_stdlib_logging(shared, renderer, level, out)
 
 
 class _StdlibHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler this module installed, so configuring again replaces it."""
 
 
+class _LineLogger:
+    """structlog's output: each line in one write, under the stdlib handler's lock.
+
+    Why: both write to one stream from many threads. structlog's own PrintLogger writes the line and
+    its newline separately, under another lock, so a library's line could land in between and turn
+    two JSON lines into one unparsable line.
+    """
+
+    def __init__(self, handler: _StdlibHandler) -> None:
+        self._handler = handler
+
+    def msg(self, message: str) -> None:
+        with self._handler.lock:  # type: ignore[union-attr]  # created in Handler.__init__
+            self._handler.stream.write(message + "\n")
+            self._handler.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = failure = err = log = msg
+
+
 def _route_stdlib_logging(
     shared: list[structlog.typing.Processor], renderer: structlog.typing.Processor, level: int, stream: TextIO
-) -> None:
+) -> _StdlibHandler:
     handler = _StdlibHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -82,3 +100,4 @@ def _route_stdlib_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(max(level, logging.INFO))  # library DEBUG output can include request bodies
+    return handler
