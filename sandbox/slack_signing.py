@@ -24,6 +24,9 @@ DEFAULT_CHANNEL_NAME = "ops"
 # Slack still sends the legacy verification token; Bolt ignores it and checks the signature.
 LEGACY_TOKEN = "legacy-verification-token"  # noqa: S105 - not a secret, a documented placeholder  # nosec B105
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# One count for every simulator: several of them (one per bot replica) share one FakeSlack, whose
+# response_url hooks are keyed by name, so names must not repeat across simulators.
+_HOOK_NUMBERS = itertools.count(1)
 
 
 def sign(signing_secret: str, body: bytes, timestamp: int) -> dict[str, str]:
@@ -227,14 +230,13 @@ class SlackClientSimulator:
         self.fake = fake
         self.timeout = timeout
         self.last_hook: str | None = None  # hooks_url name of the last response_url handed out
-        self._count = itertools.count(1)
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
 
     def command(
         self, text: str, user: str, *, command: str = "/dns", channel: str = DEFAULT_CHANNEL, user_name: str = ""
     ) -> Reply:
         """``user`` types ``{command} {text}`` in ``channel``."""
-        self.last_hook = f"command-{next(self._count)}"
+        self.last_hook = f"command-{next(_HOOK_NUMBERS)}"
         response_url = self.fake.hooks_url(self.last_hook, channel=channel, user=user)
         body = slash_command_body(
             command,
@@ -249,7 +251,7 @@ class SlackClientSimulator:
 
     def click(self, button: Button, user: str, *, user_name: str = "") -> Reply:
         """``user`` clicks ``button`` (from ``fake.find_button``)."""
-        self.last_hook = f"click-{next(self._count)}"
+        self.last_hook = f"click-{next(_HOOK_NUMBERS)}"
         response_url = self.fake.hooks_url(
             self.last_hook, channel=button.channel, user=user, message_ts=button.message_ts
         )
