@@ -8,6 +8,9 @@ that only one transaction can win), one credentials lease, one DNS UPDATE.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,8 +22,10 @@ import dns.query
 import dns.rdatatype
 import pytest
 
+from bot.commands import ChangeCommand, parse
 from cli.localstack import ZONE, LocalStack
 from core.events import EventKind
+from core.models import Principal, PrincipalSource
 from core.records import RecordType, RRset
 from core.states import RequestState
 from providers.authoritative import DnsAuthoritativeQuerier
@@ -38,6 +43,31 @@ REPLICAS = 3
 BURST = 1000  # approval clicks, almost all duplicates
 SENDERS = 48  # concurrent HTTP clients playing Slack's delivery side
 DUPLICATE = ("already approved", "approvals are closed")  # what a clicker whose click did not count is told
+EXECUTORS = 8  # threads per process, each calling execute() on the same approved request
+
+# One process of the execute() race: build the service as `breakglass serve` does, say "ready", wait for
+# "go" on stdin, then call execute() from several threads at once; print how many calls carried it out.
+EXECUTE_RACE = f"""
+import json, sys, threading
+from pathlib import Path
+from rich.console import Console
+import bootstrap
+from cli.console_notifier import ConsoleNotifier
+from config import load_config
+bootstrap.configure_logging()  # to stderr, as serve does: stdout carries the result
+settings = load_config(Path(sys.argv[1]))
+service = bootstrap.build_service(settings, bootstrap.build_engine(settings))
+notifier = ConsoleNotifier(Console(file=sys.stderr))
+carried_out = []
+def run():
+    carried_out.append(service.execute(sys.argv[2], notifier).outcome is not None)
+threads = [threading.Thread(target=run) for _ in range({EXECUTORS})]
+print("ready", flush=True)
+sys.stdin.readline()
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps({{"calls": len(carried_out), "carried_out": sum(carried_out)}}), flush=True)
+"""
 
 
 @dataclass
@@ -195,3 +225,46 @@ def test_a_thousand_duplicate_approval_clicks_over_three_replicas_apply_once(rep
         f"\n{BURST} clicks over {REPLICAS} replicas: acked in {burst_seconds:.2f}s, settled in {settled_seconds:.2f}s; "
         f"acks {dict(statuses)}; per replica {taken}; applied by {applied_by[0]}"
     )
+
+
+def test_execute_called_at_once_from_three_processes_claims_the_apply_once(replicas: Replicas) -> None:
+    """The claim itself, without the approval logic in front of it: 3 x 8 concurrent execute() calls."""
+    stack, people = replicas.stack, replicas.stack.people
+    command = parse('set race.example.test A 203.0.113.99 ttl=60 reason="INC-8 execute race"')
+    assert isinstance(command, ChangeCommand)
+    slack = PrincipalSource.SLACK
+    stored = stack.service.request_change(Principal(slack, people.alice), command.edits, command.reason)
+    request_id = stored.request.id
+    stack.service.approve(request_id, Principal(slack, people.bob))
+    assert stack.service.approve(request_id, Principal(slack, people.carol)).ready_to_apply  # and left approved
+    serials_before = soa_serials(stack)
+
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", EXECUTE_RACE, str(stack.config_path), request_id],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )  # fmt: skip
+        for _ in range(REPLICAS)
+    ]
+    try:
+        for racer in racers:
+            assert racer.stdout is not None and racer.stdout.readline().strip() == "ready"
+        for racer in racers:  # as close to "at once" as three processes get
+            assert racer.stdin is not None
+            racer.stdin.write("go\n")
+            racer.stdin.flush()
+        results = [json.loads(racer.communicate(timeout=WAIT)[0]) for racer in racers]
+    finally:
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
+                racer.wait()
+    assert [r["calls"] for r in results] == [EXECUTORS] * REPLICAS
+    assert sum(r["carried_out"] for r in results) == 1  # the other 23 calls found it claimed and returned
+    counted = kinds(stack, request_id)
+    assert counted[EventKind.APPLY_STARTED] == 1 and counted[EventKind.APPLIED] == 1
+    assert stack.service.status(request_id).stored.state in (RequestState.VERIFIED, RequestState.RECOVERED)
+    assert soa_serials(stack) == [s + 1 for s in serials_before]
