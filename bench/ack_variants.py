@@ -110,7 +110,7 @@ def dispatch_costs(count: int) -> dict[str, dict[str, float]]:
         }
         apps = {"bare Bolt": bare_bolt(stack.signing_secret, stack.fake.api_url, stack.bot_token)}
         for name in ("bot", "bot without the deep copy"):
-            app = bootstrap.build_slack_app(stack.service, slack)
+            app = bootstrap.build_slack_app(stack.service, slack, outbox=stack.outbox)
             runner: Any = app.listener_runner  # Bolt internals, on purpose
             runner.listener_executor = _Dropping()
             runner.lazy_listener_runner.executor = _Dropping()

@@ -34,6 +34,7 @@ from bot.ops import (
     request_counts,
     vault_check,
 )
+from bot.outbox import SENDER_LOCK, OutboxSender, SenderSettings, SlackOutbox
 from config import AppConfig, ConfigError, SealedCredentials, SlackSettings, ZoneConfig, load_slack_settings
 from config.logs import configure_logging
 from core.ports import RequestStore
@@ -50,12 +51,16 @@ from service.zones import ZoneDirectory, ZoneRuntime
 from store.audit import AuditLog, Checkpointer
 from store.checkpoints import CheckpointLog, CheckpointSigner, load_private_key
 from store.drills import SqlDrillStore
+from store.locks import WorkerLock
 from store.migrate import require_up_to_date
+from store.outbox import SqlOutbox
 from store.sql import SqlRequestStore, make_engine
 
 __all__ = [
     "build_drill_runner",
     "build_engine",
+    "build_outbox",
+    "build_outbox_sender",
     "build_readiness",
     "build_readiness_reporter",
     "build_service",
@@ -95,6 +100,7 @@ def build_service(config: AppConfig, engine: Engine, *, metrics: Metrics | None 
     if metrics is not None:
         store = ObservedStore(store, metrics)
         metrics.count_requests_with(lambda: request_counts(engine))
+        metrics.count_outbox_with(SqlOutbox(engine).counts)
     policy = SignedPolicyFile(config.policy.file, config.policy.signature, config.policy.trusted_keys)
     timeout = config.verification.query_timeout_seconds
     inspector = DnsZoneInspector({z.name: _inspection(config, z) for z in config.zones})
@@ -168,11 +174,33 @@ def slack_retry_handlers() -> list[RetryHandler]:
     return [ConnectionErrorRetryHandler(max_retry_count=2), _RateLimitRetry(max_retry_count=2), _ServerErrorRetry(2)]
 
 
+def build_outbox(engine: Engine) -> SlackOutbox:
+    """Where Slack messages wait until delivered; share one per engine between the app and the sender."""
+    return SlackOutbox(SqlOutbox(engine))
+
+
+def build_outbox_sender(
+    service: ChangeService, outbox: SlackOutbox, slack: SlackSettings, settings: SenderSettings | None = None
+) -> OutboxSender:
+    """The outbox's delivery thread (not started). Its WebClient retries nothing itself: the outbox's policy
+    (Retry-After, backoff, give up on permanent errors) is the one in force; its timeout stays under the lease."""
+    settings = settings or SenderSettings()
+    client = WebClient(
+        token=slack.bot_token.get_secret_value(),
+        base_url=slack.api_url or WebClient.BASE_URL,
+        timeout=max(1, int(settings.lease_seconds / 3)),
+        retry_handlers=[],
+    )
+    engine = outbox.store.engine
+    return OutboxSender(outbox.store, WorkerLock(engine, SENDER_LOCK), client, service, settings=settings)
+
+
 def build_slack_app(
     service: ChangeService,
     slack: SlackSettings,
     audit_channel: str | None = None,
     *,
+    outbox: SlackOutbox,
     drills: DrillRunner | None = None,
     readiness_reporter: ReadinessReporter | None = None,
     notify: str = "mention",
@@ -184,7 +212,7 @@ def build_slack_app(
     )
     app = build_app(
         service, slack.signing_secret.get_secret_value(), client, audit_channel,
-        drills=drills, readiness_reporter=readiness_reporter, notify=notify,
+        outbox=outbox, drills=drills, readiness_reporter=readiness_reporter, notify=notify,
     )  # fmt: skip
     carry_log_context(app)
     return app

@@ -43,6 +43,7 @@ from bot.modal import (
     submitted_channel,
 )
 from bot.notifier import SlackThreadNotifier
+from bot.outbox import SlackOutbox
 from bot.render import (
     APPROVE,
     DENY,
@@ -51,8 +52,6 @@ from bot.render import (
     ROLLBACK,
     escape,
     recent_text,
-    request_blocks,
-    request_text,
     status_text,
     who,
 )
@@ -60,7 +59,7 @@ from bot.show import show_blocks, show_record, show_text
 from core.errors import BreakglassError
 from core.models import Principal, PrincipalSource
 from core.ports import StoredRequest
-from service.changes import ApprovalOutcome, ChangeService, RequestStatus
+from service.changes import ApprovalOutcome, ChangeService
 from service.drills import DrillRequest, DrillRunner
 from service.readiness import ReadinessReporter
 
@@ -87,11 +86,14 @@ def build_app(
     audit_channel: str | None = None,
     notify: str = "mention",
     *,
+    outbox: SlackOutbox,
     drills: DrillRunner | None = None,
     readiness_reporter: ReadinessReporter | None = None,
 ) -> App:
     """Wire the listeners; ``client`` decides where Web API calls go (Slack, or a local stand-in).
 
+    Messages that must not be lost go to ``outbox`` (an OutboxSender delivers them); answers to
+    the person who acted (ephemerals, response_url, modals, App Home) go straight to ``client``.
     ``notify`` is ``[slack] notify``: "dm" also sends approvers and requesters direct messages.
     """
     app = App(
@@ -102,8 +104,8 @@ def build_app(
         authorize=lambda **_: AuthorizeResult(enterprise_id=None, team_id=None, bot_token=client.token),
         process_before_response=True,
     )
-    notifier = SlackThreadNotifier(client, service, audit_channel)
-    listeners = _Listeners(service, client, notifier, notify)
+    notifier = SlackThreadNotifier(outbox, audit_channel, live=client)
+    listeners = _Listeners(service, client, outbox, notifier, notify)
     listeners.drills, listeners.readiness_reporter = drills, readiness_reporter
     app.command("/dns")(ack=listeners.ack_command, lazy=[listeners.run_command])
     app.action(APPROVE)(ack=_ack_only, lazy=[listeners.approve])
@@ -169,10 +171,16 @@ class _Listeners:
     readiness_reporter: ReadinessReporter | None = None  # `/dns readiness`
 
     def __init__(
-        self, service: ChangeService, client: WebClient, notifier: SlackThreadNotifier, notify: str = "mention"
+        self,
+        service: ChangeService,
+        client: WebClient,
+        outbox: SlackOutbox,
+        notifier: SlackThreadNotifier,
+        notify: str = "mention",
     ) -> None:
         self.service = service
         self.client = client
+        self.outbox = outbox
         self.notifier = notifier
         self.notify = notify
 
@@ -239,15 +247,13 @@ class _Listeners:
         request_id = body["actions"][0]["value"]
         outcome = self.service.approve(request_id, _slack_user(body["user"]["id"]), emergency=True)
         self.notifier.update_message(request_id)
-        ref = MessageRef.decode(outcome.stored.anchor)
-        if ref is not None:
-            mentions = " ".join(f"<@{escape(u)}>" for u in outcome.notify)
-            self.client.chat_postMessage(
-                channel=ref.channel, thread_ts=ref.ts,
-                text=f":rotating_light: {who(outcome.stored.request.requester)} self-approved {request_id} under "
-                f"the policy's emergency clause. {mentions}: you are told because you could have approved it. "
-                "This change is marked for mandatory post-incident review.",
-            )  # fmt: skip
+        mentions = " ".join(f"<@{escape(u)}>" for u in outcome.notify)
+        self.notifier.note(
+            request_id,
+            f":rotating_light: {who(outcome.stored.request.requester)} self-approved {request_id} under "
+            f"the policy's emergency clause. {mentions}: you are told because you could have approved it. "
+            "This change is marked for mandatory post-incident review.",
+        )
         if outcome.ready_to_apply:
             self.service.execute(request_id, self.notifier)
 
@@ -282,26 +288,25 @@ class _Listeners:
         report = self.drills.run(user, DrillRequest(parsed.zone, parsed.path, parsed.simulate_primary_outage))
         icon = ":white_check_mark:" if report.passed else ":x:"
         text = f"{icon} {who(user)} ran a drill.\n```{escape(report.to_text())}```"
-        self.client.chat_postMessage(channel=body["channel_id"], text=text)
+        self.outbox.post(body["channel_id"], text)
 
     def start_rollback(self, request_id: str, user: Principal, channel: str) -> None:
         stored = self.service.request_rollback(request_id, user)
         self.post_request(channel, stored)
-        original = MessageRef.decode(self.service.status(request_id).stored.anchor)
-        if original is not None:
-            self.client.chat_postMessage(
-                channel=original.channel,
-                thread_ts=original.ts,
-                text=f"{who(user)} requested rollback {stored.request.id}; it needs approval like any change.",
-            )
+        self.notifier.note(
+            request_id, f"{who(user)} requested rollback {stored.request.id}; it needs approval like any change."
+        )
 
     def post_request(self, channel: str, stored: StoredRequest) -> None:
-        status = self.service.status(stored.request.id)
-        response = self.client.chat_postMessage(
-            channel=channel, text=request_text(status), blocks=request_blocks(status)
-        )
-        self.service.set_anchor(stored.request.id, MessageRef(channel, str(response["ts"])).encode())
-        self.notify_approvers(status, channel, str(response["ts"]))
+        """Queue the plan message; its delivery sets the request's anchor (the thread everything else goes to).
+
+        dm mode: each eligible approver is also sent a direct message, queued after it (it links to it).
+        """
+        request_id = stored.request.id
+        self.outbox.post_request(request_id, channel)
+        if self.notify == "dm":
+            for user_id in self.service.status(request_id).approvers:
+                self.outbox.ask_approver(request_id, user_id)
 
     def respond_ephemeral(self, response_url: str, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         result = WebhookClient(response_url).send(text=text, blocks=blocks, response_type="ephemeral")
@@ -394,24 +399,6 @@ class _Listeners:
             self.client.chat_postMessage(channel=user_id, text=text)
         except SlackApiError as error:
             log.warning("slack.dm_failed", error=error.response.get("error"))
-
-    def notify_approvers(self, status: RequestStatus, channel: str, ts: str) -> None:
-        """dm mode: each eligible approver is also sent a direct message (the plan message mentions them)."""
-        if self.notify != "dm" or not status.approvers:
-            return
-        try:
-            where = f"<{self.client.chat_getPermalink(channel=channel, message_ts=ts)['permalink']}|the plan message>"
-        except SlackApiError:
-            where = f"<#{escape(channel)}>"
-        request = status.stored.request
-        changes = ", ".join(f"{c.name} {c.rtype}" for c in status.stored.plan.changes[:3])
-        text = (
-            f":rotating_light: {who(request.requester)} asks for your approval of {request.id}: {escape(changes)}. "
-            f"Reason: {escape(request.reason[:500])}. Needs {escape(status.needs)}. Review and approve in {where} "
-            "or from the breakglass App Home."
-        )
-        for user_id in status.approvers:
-            self.tell_user(user_id, text, None)
 
     def _tell_requester(self, request_id: str, decider: Principal, text: str) -> None:
         stored = self.service.status(request_id).stored

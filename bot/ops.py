@@ -2,8 +2,8 @@
 
 Readiness answers "could this process carry out a break-glass change right now?": the database
 answers, every configured Vault answers unsealed, the approval policy is validly signed. Metrics
-are read from what the service already writes (its audit events and the requests table), so the
-service itself knows nothing about Prometheus.
+are read from what the service already writes (its audit events, the requests table and the Slack
+outbox), so the service itself knows nothing about Prometheus.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import requests
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from slack_bolt import App, BoltResponse
@@ -30,6 +30,7 @@ from core.events import Event, EventKind, EventValue, NewEvent
 from core.models import Approval, ChangeRequest, Plan
 from core.ports import RequestStore, StoredRequest
 from core.states import RequestState
+from store.outbox import OutboxCounts
 from store.schema import change_requests
 
 log = structlog.get_logger("breakglass.ops")
@@ -205,6 +206,40 @@ class _RequestStates(Collector):
         return GaugeMetricFamily("breakglass_database_up", "1 if this scrape could count requests in the database.")
 
 
+class _OutboxDepth(Collector):
+    """``breakglass_outbox_depth`` and ``breakglass_outbox_failed`` read from the database at scrape time."""
+
+    def __init__(self) -> None:
+        self.counts: Callable[[], OutboxCounts] | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        if self.counts is None:
+            return []
+        try:
+            counts = self.counts()
+        except Exception as error:  # breakglass_database_up already says the database did not answer
+            log.warning("metrics.outbox_failed", error=type(error).__name__)
+            return []
+        depth, failed = self._families()
+        depth.add_metric([], counts.waiting)
+        failed.add_metric([], counts.failed)
+        return [depth, failed]
+
+    @staticmethod
+    def _families() -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily(
+                "breakglass_outbox_depth", "Slack messages waiting in the durable outbox (neither sent nor failed)."
+            ),
+            GaugeMetricFamily(
+                "breakglass_outbox_failed", "Slack messages Slack refused for good, kept in the outbox for 30 days."
+            ),
+        ]
+
+
 class Metrics:
     """One registry per bot (not the process-wide default), so several bots in one test process stay apart."""
 
@@ -231,17 +266,18 @@ class Metrics:
             "breakglass_path_failures", "Change path failures (credentials or provider), before failover.",
             ["path", "kind"], registry=self.registry,
         )  # fmt: skip
-        self.outbox_depth = Gauge(
-            "breakglass_outbox_depth",
-            "Slack messages waiting in the durable outbox. Always 0: breakglass has no outbox yet.",
-            registry=self.registry,
-        )
         self._states = _RequestStates()
         self.registry.register(self._states)
+        self._outbox = _OutboxDepth()
+        self.registry.register(self._outbox)
 
     def count_requests_with(self, counts: Callable[[], Mapping[str, int]]) -> None:
         """Where ``breakglass_requests{state}`` comes from (e.g. ``lambda: request_counts(engine)``)."""
         self._states.counts = counts
+
+    def count_outbox_with(self, counts: Callable[[], OutboxCounts]) -> None:
+        """Where the outbox gauges come from (e.g. ``SqlOutbox(engine).counts``)."""
+        self._outbox.counts = counts
 
     def observe_ack(self, transport: str, status: int, seconds: float) -> None:
         self.ack_seconds.labels(transport).observe(seconds)

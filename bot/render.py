@@ -205,6 +205,17 @@ def request_text(status: RequestStatus) -> str:
     return f"{request.id}: {escape(changes)} — {STATE_LABEL[status.stored.state]}"
 
 
+def approval_request_text(status: RequestStatus, where: str) -> str:
+    """The direct message each eligible approver gets in dm mode; ``where`` links the plan message."""
+    request = status.stored.request
+    changes = ", ".join(f"{c.name} {c.rtype}" for c in status.stored.plan.changes[:3])
+    return (
+        f":rotating_light: {who(request.requester)} asks for your approval of {request.id}: {escape(changes)}. "
+        f"Reason: {escape(request.reason[:500])}. Needs {escape(status.needs)}. Review and approve in {where} "
+        "or from the breakglass App Home."
+    )
+
+
 def verification_lines(outcome: VerificationOutcome) -> list[str]:
     lines = []
     for r in outcome.report.results:

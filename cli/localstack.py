@@ -24,6 +24,7 @@ from pydantic import SecretStr
 import bootstrap
 from approvals.signing import generate_signing_key, sign_policy
 from bot.http import HttpServer
+from bot.outbox import SenderSettings
 from config import AppConfig, SlackSettings, load_config
 from sandbox.bind import BindPair, SeedRecord
 from sandbox.fake_slack import FakeSlack
@@ -166,6 +167,7 @@ class LocalStack:
         self.engine = bootstrap.build_engine(settings)
         self._exit.callback(self.engine.dispose)
         self.service: ChangeService = bootstrap.build_service(settings, self.engine)
+        self.outbox = bootstrap.build_outbox(self.engine)
         if self._serve_bot:
             self._serve(settings)
 
@@ -180,8 +182,11 @@ class LocalStack:
         self.readiness = bootstrap.build_readiness_reporter(settings, self.engine)
         app = bootstrap.build_slack_app(
             self.service, slack, settings.audit.slack_channel, notify=settings.slack.notify,
-            drills=self.drills, readiness_reporter=self.readiness,
+            outbox=self.outbox, drills=self.drills, readiness_reporter=self.readiness,
         )  # fmt: skip
+        # Backoff capped at 2 s: after an outage a local stack catches up quickly.
+        self.sender = bootstrap.build_outbox_sender(self.service, self.outbox, slack, SenderSettings(max_backoff=2.0))
+        self._exit.callback(self.sender.start().stop)
         self.http = HttpServer(app, port=0).start_in_background()
         self._exit.callback(self.http.stop)
         self.slack = SlackClientSimulator(self.http.url, self.signing_secret, self.fake)

@@ -89,8 +89,9 @@ def serve(
         engine = bootstrap.build_engine(settings)
         metrics = Metrics()
         service = bootstrap.build_service(settings, engine, metrics=metrics)
+        outbox = bootstrap.build_outbox(engine)
         slack_app = bootstrap.build_slack_app(
-            service, slack, settings.audit.slack_channel, notify=settings.slack.notify,
+            service, slack, settings.audit.slack_channel, notify=settings.slack.notify, outbox=outbox,
             drills=bootstrap.build_drill_runner(settings, engine, service),
             readiness_reporter=bootstrap.build_readiness_reporter(settings, engine),
         )  # fmt: skip
@@ -103,16 +104,21 @@ def serve(
             runner = SocketModeRunner(slack_app, app_token, metrics=metrics).connect()
     except BreakglassError as error:
         raise _fail(error) from None
-    if runner is None:
-        errors.print(f"breakglass listening on {server.url}")
-        server.serve_forever()
-        return
-    for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop_signal, lambda *_: runner.stop())
-    server.start_in_background()
-    errors.print(f"breakglass connected to Slack over Socket Mode; probes on {server.base_url}")
-    runner.wait()
-    server.stop()
+    sender = bootstrap.build_outbox_sender(service, outbox, slack).start()  # delivers Slack messages in order
+    try:
+        if runner is None:
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: waitress returns
+            errors.print(f"breakglass listening on {server.url}")
+            server.serve_forever()
+            return
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop_signal, lambda *_: runner.stop())
+        server.start_in_background()
+        errors.print(f"breakglass connected to Slack over Socket Mode; probes on {server.base_url}")
+        runner.wait()
+        server.stop()
+    finally:
+        sender.stop()  # lets go of the sender lease: another replica delivers at once
 
 
 @db_app.command("upgrade")

@@ -185,7 +185,7 @@ class FakeSlack:
         self._hooks: dict[str, _Hook] = {}
         self._hook_ids: dict[str, str] = {}
         self._triggers: dict[str, tuple[str, float, bool]] = {}
-        self._faults: dict[str, list[tuple[int, int]]] = {}
+        self._faults: dict[str, list[tuple[int, int, str | None]]] = {}
         self._closed_views: set[str] = set()
         self._view_errors: dict[str, dict[str, str]] = {}
         self._extra_methods: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
@@ -277,10 +277,15 @@ class FakeSlack:
 
     # ----- fault injection -----
 
-    def fail_next(self, method: str, status: int = 429, retry_after: int = 1) -> None:
-        """Answer the next call of ``method`` with ``status`` (429 carries ``Retry-After``)."""
+    def fail_next(self, method: str, status: int = 429, retry_after: int = 1, error: str | None = None) -> None:
+        """Answer the next call of ``method`` with ``status`` (429 carries ``Retry-After``).
+
+        ``error``: the ``error`` code in the body instead of ``ratelimited``/``fatal_error``; with
+        ``status=200`` that is how Slack refuses for good (``channel_not_found``, ``invalid_blocks``...).
+        Faults queue up: call it several times to fail several calls in a row.
+        """
         with self._cond:
-            self._faults.setdefault(method, []).append((status, retry_after))
+            self._faults.setdefault(method, []).append((status, retry_after, error))
 
     def set_down(self, down: bool) -> None:
         """While down, every request gets a bare HTTP 503, like an outage in front of Slack."""
@@ -528,10 +533,10 @@ class FakeSlack:
             try:
                 fault = self._take_fault(method)
                 if fault is not None:
-                    status, retry_after = fault
+                    status, retry_after, code = fault
                     if status == 429:
                         headers["Retry-After"] = str(retry_after)
-                    raise _ApiError("ratelimited" if status == 429 else "fatal_error")
+                    raise _ApiError(code or ("ratelimited" if status == 429 else "fatal_error"))
                 expected, answer = self._method(method)
                 if not token:
                     raise _ApiError("not_authed")
@@ -598,7 +603,7 @@ class FakeSlack:
         self._calls.append(call)
         self._cond.notify_all()
 
-    def _take_fault(self, method: str) -> tuple[int, int] | None:
+    def _take_fault(self, method: str) -> tuple[int, int, str | None] | None:
         queue = self._faults.get(method)
         return queue.pop(0) if queue else None
 

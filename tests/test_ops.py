@@ -121,7 +121,7 @@ def observed_bot(stack: LocalStack) -> Iterator[ObservedBot]:
     slack = SlackSettings(
         bot_token=SecretStr(stack.bot_token), signing_secret=SecretStr(stack.signing_secret), api_url=stack.fake.api_url
     )
-    app = bootstrap.build_slack_app(service, slack, settings.audit.slack_channel)
+    app = bootstrap.build_slack_app(service, slack, settings.audit.slack_channel, outbox=stack.outbox)
     ops = Ops(bootstrap.build_readiness(settings, stack.engine, service), metrics)
     http = HttpServer(app, port=0, ops=ops).start_in_background()
     try:
@@ -256,8 +256,9 @@ def test_metrics_count_requests_by_state_and_time_acks_apply_and_verification(bo
     assert value("breakglass_verification_seconds_count", outcome="verified") == 1
     assert value("breakglass_slack_ack_seconds_count", transport="http") == 3  # one command, two clicks
     assert value("breakglass_slack_requests_total", transport="http", status="200") == 3
-    assert value("breakglass_outbox_depth") == 0  # there is no outbox yet
     assert bot.service.status(request_id).stored.state is RequestState.VERIFIED
+    wait_until(lambda: bot.sample("breakglass_outbox_depth") == 0, WAIT, "the audit checkpoint to be delivered")
+    assert bot.sample("breakglass_outbox_failed") == 0
 
 
 def test_vault_down_is_not_ready_counts_a_path_failure_and_applies_nothing() -> None:
@@ -379,23 +380,30 @@ def test_a_slack_server_error_on_update_is_retried(bot: ObservedBot) -> None:
     assert shown and '"approve"' not in json.dumps(shown[0].blocks)  # the retried update removed the buttons
 
 
-def test_slack_down_keeps_the_request_and_status_shows_it_once_slack_is_back(
+def test_slack_down_keeps_the_plan_message_in_the_outbox_and_posts_it_once_slack_is_back(
     bot: ObservedBot, logs: io.StringIO
 ) -> None:
     fake, people = bot.stack.fake, bot.stack.people
-    assert bot.slack.command("status", people.alice).status == 200  # Bolt's auth.test is done while Slack is up
     known = {s.request.id for s in bot.service.recent(100)}
     fake.set_down(True)
     try:
         reply = bot.slack.command('set slackdown.example.test A 203.0.113.9 reason="INC-9 slack down"', people.alice)
         assert reply.status == 200 and "Planning your change" in reply.body  # the ack does not need Slack's API
-        wait_until(lambda: "listener.crashed" in logs.getvalue(), WAIT, "the failed post to be logged")
+        wait_until(lambda: "outbox.retry_later" in logs.getvalue(), WAIT, "a failed delivery of the plan message")
+        (new,) = [s for s in bot.service.recent(100) if s.request.id not in known]
+        assert new.state is RequestState.PENDING_APPROVAL and new.anchor is None  # stored, not shown yet
+        assert bot.sample("breakglass_outbox_depth") >= 1  # waiting in the outbox
     finally:
         fake.set_down(False)
-    (new,) = [s for s in bot.service.recent(100) if s.request.id not in known]
-    assert new.state is RequestState.PENDING_APPROVAL and new.anchor is None  # kept, but never shown in Slack
-    assert not [c for c in fake.calls("chat.postMessage") if new.request.id in json.dumps(c.args)]
-    assert "slack.respond_failed" in logs.getvalue()  # telling the requester failed too: nobody was told
+    request_id = new.request.id
+    posted = fake.wait_for(
+        "chat.postMessage", timeout=WAIT, predicate=lambda c: c.ok and request_id in json.dumps(c.args)
+    )[-1]
+    assert posted.args["channel"] == DEFAULT_CHANNEL and not posted.args.get("thread_ts")
+    wait_until(lambda: bot.sample("breakglass_outbox_depth") == 0, WAIT, "the outbox to drain")
+    anchor = bot.service.status(request_id).stored.anchor
+    assert anchor is not None and anchor.startswith(f"slack:{DEFAULT_CHANNEL}:")  # the delivery set it
+    assert fake.find_button(action_id="approve", value=request_id).channel == DEFAULT_CHANNEL
 
     assert bot.slack.command(f"status {new.request.id}", people.alice).status == 200
     hook = bot.slack.last_hook

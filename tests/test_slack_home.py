@@ -139,7 +139,12 @@ def test_app_home_shows_what_awaits_the_viewer_and_approves_from_there(stack: Lo
     assert request_id not in section(home_text(bob_after), "Awaiting your approval")
     assert "still needed: 1 more approver" in wait_dm(stack, p.alice, f"<@{p.bob}> approved {request_id}")
     plan = stack.fake.find_button(action_id="approve", value=request_id, channel=DEFAULT_CHANNEL)
-    assert f"Approved by <@{p.bob}>" in json.dumps(plan.message.blocks)  # the channel message follows
+
+    def channel_message_follows() -> bool:  # delivered through the outbox, so maybe just after the DM
+        shown = stack.fake.find_button(action_id="approve", value=request_id, channel=DEFAULT_CHANNEL)
+        return f"Approved by <@{p.bob}>" in json.dumps(shown.message.blocks)
+
+    wait_until(channel_message_follows, WAIT, "the channel message to show bob's approval")
 
     carol_home = open_home(stack, p.carol)
     stack.slack.click_in_view(stack.fake.find_view_button(carol_home, HOME_APPROVE, request_id), p.carol)

@@ -60,7 +60,7 @@ def socket_app(stack: LocalStack) -> tuple[object, Metrics]:
     slack = SlackSettings(
         bot_token=SecretStr(stack.bot_token), signing_secret=SecretStr("unused"), api_url=stack.fake.api_url
     )
-    return bootstrap.build_slack_app(service, slack, settings.audit.slack_channel), metrics
+    return bootstrap.build_slack_app(service, slack, settings.audit.slack_channel, outbox=stack.outbox), metrics
 
 
 @pytest.fixture
