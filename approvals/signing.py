@@ -102,6 +102,7 @@ def load_signing_key(private_key: bytes, passphrase: bytes | None = None) -> ed2
 
 def load_trusted_key(text: str) -> ed25519.Ed25519PublicKey:
     """A trusted policy key from an OpenSSH ``ssh-ed25519 AAAA...`` line or a PEM public key."""
+    key: object  # PEM and OpenSSH loaders return different unions of key types
     try:
         if text.strip().startswith("-----BEGIN"):
             key = serialization.load_pem_public_key(text.strip().encode())
