@@ -192,7 +192,7 @@ def build_outbox_sender(
         retry_handlers=[],
     )
     engine = outbox.store.engine
-    return OutboxSender(outbox.store, WorkerLock(engine, SENDER_LOCK), client, service, settings=settings)
+    return OutboxSender(outbox.store, WorkerLock(engine, SENDER_LOCK), client, service.status, settings=settings)
 
 
 def build_slack_app(

@@ -20,6 +20,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -35,7 +36,7 @@ from bot.anchor import MessageRef
 from bot.render import approval_request_text, escape, request_blocks, request_text
 from core.errors import BreakglassError, PersistenceError
 from core.states import RequestState
-from service.changes import ChangeService
+from service.changes import RequestStatus
 from store.locks import WorkerLock
 from store.outbox import OutboxMessage, SqlOutbox
 
@@ -121,6 +122,7 @@ class OutboxSender:
 
     ``client`` must not retry by itself (no slack_sdk retry handlers): the outbox's own policy
     decides, and its timeout stays well under the lease, so a slow call never outlives it.
+    ``status_of`` (``ChangeService.status``) renders a request's main message at delivery.
     """
 
     def __init__(
@@ -128,7 +130,7 @@ class OutboxSender:
         store: SqlOutbox,
         lock: WorkerLock,
         client: WebClient,
-        service: ChangeService,
+        status_of: Callable[[str], RequestStatus],
         *,
         owner: str | None = None,
         settings: SenderSettings | None = None,
@@ -136,7 +138,7 @@ class OutboxSender:
         self._store = store
         self._lock = lock
         self._client = client
-        self._service = service
+        self._status_of = status_of
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.settings = settings or SenderSettings()
         self._wake = threading.Event()
@@ -246,7 +248,7 @@ class OutboxSender:
     def _refused(self, message: OutboxMessage, response: SlackResponse, fields: dict[str, Any]) -> None:
         status = int(response.status_code)
         code = response.get("error") if isinstance(response.data, dict) else None
-        what = str(code or f"HTTP {status}")
+        what = _what(status, code)
         if status == 429:
             self._later(message, _retry_after(response, self.settings.first_backoff), what, fields)
         elif status >= 500 or code in TRANSIENT_ERRORS:
@@ -278,7 +280,7 @@ class OutboxSender:
             self._client.chat_postMessage(channel=ref.channel, thread_ts=ref.ts, text=str(payload["text"]),
                                           blocks=blocks)  # fmt: skip
             return _Sent()
-        status = self._service.status(request_id)
+        status = self._status_of(request_id)
         if kind == Kind.REQUEST:
             if status.stored.anchor:
                 return _Sent(note="already posted")
@@ -325,6 +327,14 @@ def _retry_after(response: SlackResponse, default: float) -> float:
             except (TypeError, ValueError, IndexError):
                 break
     return default
+
+
+def _what(status: int, code: object) -> str:
+    """``channel_not_found``, ``HTTP 500 fatal_error``, ``HTTP 503`` (a body that is not Slack's JSON)."""
+    slack_code = str(code) if isinstance(code, str) and code and " " not in code else ""
+    if status == 200:
+        return slack_code or "not ok"
+    return f"HTTP {status} {slack_code}".strip()
 
 
 def _required(value: str | None) -> str:

@@ -7,7 +7,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from core.ports import StoredRequest
+from core.ports import Notifier, StoredRequest
 from core.verification import VerificationOutcome, VerificationReport
 
 
@@ -38,3 +38,26 @@ class ConsoleNotifier:
 
     def checkpoint(self, text: str) -> None:
         self._console.print(f"audit checkpoint: {text}", highlight=False, soft_wrap=True)
+
+
+class Tee:
+    """Tells several notifiers the same thing (the terminal, and the request's Slack thread)."""
+
+    def __init__(self, *notifiers: Notifier) -> None:
+        self._notifiers = notifiers
+
+    def progress(self, stored: StoredRequest, text: str) -> None:
+        for notifier in self._notifiers:
+            notifier.progress(stored, text)
+
+    def verifying(self, stored: StoredRequest, report: VerificationReport) -> None:
+        for notifier in self._notifiers:
+            notifier.verifying(stored, report)
+
+    def finished(self, stored: StoredRequest, outcome: VerificationOutcome | None) -> None:
+        for notifier in self._notifiers:
+            notifier.finished(stored, outcome)
+
+    def checkpoint(self, text: str) -> None:
+        for notifier in self._notifiers:
+            notifier.checkpoint(text)

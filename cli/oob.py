@@ -19,7 +19,9 @@ from core.errors import BreakglassError, InvalidInput
 from core.models import RecordEdit
 
 if TYPE_CHECKING:
-    from service.changes import ChangeService
+    from bot.notifier import SlackThreadNotifier
+    from core.ports import StoredRequest
+    from service.changes import ApprovalOutcome, ChangeService
 
 policy_app = typer.Typer(no_args_is_help=True, help="The signed approval policy.")
 request_app = typer.Typer(no_args_is_help=True, help="Request a change without Slack (signed with your SSH key).")
@@ -91,6 +93,22 @@ def _service(config: Path) -> ChangeService:
 
     settings = load_config(config)
     return bootstrap.build_service(settings, bootstrap.build_engine(settings))
+
+
+def _service_and_thread(config: Path) -> tuple[ChangeService, SlackThreadNotifier]:
+    """The service, and a notifier that queues for the request's Slack thread in the outbox.
+
+    Slack may be down (that is why this runs): what is queued is posted, in order, once a bot
+    is running and Slack answers again.
+    """
+    import bootstrap
+    from bot.notifier import SlackThreadNotifier
+    from config import load_config
+
+    settings = load_config(config)
+    engine = bootstrap.build_engine(settings)
+    thread = SlackThreadNotifier(bootstrap.build_outbox(engine), settings.audit.slack_channel)
+    return bootstrap.build_service(settings, engine), thread
 
 
 # --- policy --------------------------------------------------------------------------------
@@ -222,12 +240,12 @@ def decide(
     emergency: bool,
 ) -> None:
     from approvals.statements import SignedStatement
-    from cli.console_notifier import ConsoleNotifier
+    from cli.console_notifier import ConsoleNotifier, Tee
     from service.changes import ApprovalOutcome
 
     request_id = request_id.upper()
     try:
-        service = _service(config)
+        service, thread = _service_and_thread(config)
         stored = service.status(request_id).stored
         digest = stored.plan.digest()
         if print_statement:
@@ -254,12 +272,32 @@ def decide(
             text = _sign(key, request_id, digest, decision, None, config)
         else:
             raise InvalidInput("Say how you sign: --key PATH, --submit-signature FILE, or --print-statement.")
-        result = service.decide_signed(SignedStatement.from_text(text), emergency=emergency)
+        signed = SignedStatement.from_text(text)
+        result = service.decide_signed(signed, emergency=emergency)
+        thread.update_message(request_id)
+        thread.note(request_id, _decided_text(signed.statement.signer, request_id, result))
         if isinstance(result, ApprovalOutcome):
             console.print(f"{request_id}: approval counted; still needed: {result.missing}.", highlight=False)
             if result.ready_to_apply:
-                service.execute(request_id, ConsoleNotifier(console))
+                service.execute(request_id, Tee(ConsoleNotifier(console), thread))
         else:
             console.print(f"{request_id} is now {result.state.value}.")
     except BreakglassError as error:
         raise _fail(error) from None
+
+
+def _decided_text(signer: str, request_id: str, result: ApprovalOutcome | StoredRequest) -> str:
+    """The line for the Slack thread: who decided out of band, and what happens next."""
+    from bot.render import escape, who
+    from core.models import Principal, PrincipalSource
+    from service.changes import ApprovalOutcome
+
+    by = who(Principal(PrincipalSource.KEY, signer))
+    if not isinstance(result, ApprovalOutcome):
+        return f"{by} decided on {request_id} out of band (signed with their SSH key): it is now {result.state.value}."
+    then = "the approvals are complete: applying it now." if result.ready_to_apply else (
+        f"still needed: {escape(result.missing)}."
+    )  # fmt: skip
+    mentions = " ".join(f"<@{escape(u)}>" for u in result.notify)
+    told = f" {mentions}: you are told because you could have approved it." if mentions else ""
+    return f"{by} approved {request_id} out of band (signed with their SSH key); {then}{told}"

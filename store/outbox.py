@@ -106,12 +106,11 @@ class SqlOutbox:
         ``anchor`` (request id, where its Slack message is) is stored in the same transaction, so a
         posted request message and the place later thread messages go are never out of step.
         """
+        values: dict[str, Any] = {"sent_at": _now(), "attempts": outbox.c.attempts + 1}
+        if note is not None:  # otherwise the last error stays: it says why delivery took several attempts
+            values["last_error"] = _short(note)
         with self._writing() as conn:
-            done = conn.execute(
-                update(outbox)
-                .where(outbox.c.id == message_id, _WAITING)
-                .values(sent_at=_now(), attempts=outbox.c.attempts + 1, last_error=_short(note))
-            )
+            done = conn.execute(update(outbox).where(outbox.c.id == message_id, _WAITING).values(**values))
             if done.rowcount != 1:
                 return False
             if anchor is not None:
