@@ -40,6 +40,8 @@ class EventKind(StrEnum):
     VERIFIED_NOT_LIVE = "verified_not_live"
     VERIFICATION_FAILED = "verification_failed"
     ROLLBACK_REQUESTED = "rollback_requested"
+    RECOVERY_STARTED = "recovery_started"  # a bot took over a request whose bot stopped mid-flow (crash recovery)
+    LEASE_UNREVOKED = "lease_unrevoked"  # a lease the stopped bot never revoked; it expires by its TTL
     DRILL_STARTED = "drill_started"  # a drill was authorised by the policy's drill rule (approvals simulated)
     DRILL_PATH = "drill_path"  # one change path's drill: outcome and the time each phase took
     DRILL_FINISHED = "drill_finished"

@@ -6,7 +6,7 @@ only ever sees these shapes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -117,6 +117,40 @@ class RequestStore(Protocol):
     def set_anchor(self, request_id: str, anchor: str) -> None: ...
 
     def recent(self, limit: int) -> list[StoredRequest]: ...
+
+
+@dataclass(frozen=True)
+class WorkClaim:
+    """Which bot process carries out a request in flight, and its last sign of life."""
+
+    request_id: str
+    state: RequestState
+    owner: str | None  # None: nobody claimed it (e.g. written by a version without claims)
+    last_seen: datetime  # the later of its last state change and its owner's last heartbeat
+
+
+class ClaimStore(Protocol):
+    """Who carries out which request in flight, so a request whose bot died is finished by another.
+
+    Writes raise PersistenceError when refused.
+    """
+
+    def claim(self, request_id: str, state: RequestState, owner: str) -> bool:
+        """Make ``owner`` the one carrying out ``request_id`` (heartbeat now); False if it is no longer ``state``."""
+
+    def heartbeat(self, owner: str, request_ids: Collection[str]) -> set[str]:
+        """Refresh ``owner``'s claims; returns those it still holds (another bot may have taken one over)."""
+
+    def holds(self, request_id: str, owner: str) -> bool: ...
+
+    def stale(self, states: Collection[RequestState], silent_since: datetime) -> list[WorkClaim]:
+        """Requests in ``states`` with neither a state change nor a heartbeat since ``silent_since``, oldest first."""
+
+    def take_over(self, claim: WorkClaim, owner: str, silent_since: datetime, event: NewEvent) -> bool:
+        """Claim a still-stale request for ``owner`` and append ``event``, in one transaction.
+
+        Compare-and-set: of several bots trying at once, exactly one gets True.
+        """
 
 
 class DrillOutcome(StrEnum):

@@ -65,6 +65,9 @@ ROLLBACK_ALLOWED = frozenset(
 )
 RECHECK_ALLOWED = frozenset({RequestState.VERIFIED_NOT_LIVE, RequestState.VERIFICATION_FAILED})
 
+# States in which a bot process is carrying the request out (and heartbeats while it does).
+IN_FLIGHT = frozenset({RequestState.APPROVED, RequestState.APPLYING, RequestState.VERIFYING})
+
 
 def check_transition(current: RequestState, new: RequestState) -> None:
     if new not in TRANSITIONS[current]:

@@ -10,12 +10,12 @@ transaction as the change it records (store/audit.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, create_engine, event, insert, select, update
+from sqlalchemy import Connection, Engine, Row, create_engine, event, insert, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -31,7 +31,7 @@ from core.models import (
     request_from_dict,
     request_to_dict,
 )
-from core.ports import StoredRequest
+from core.ports import StoredRequest, WorkClaim
 from core.states import RequestState, check_transition
 from store.audit import append_chained
 from store.schema import approvals, change_requests, events
@@ -83,7 +83,7 @@ def _now() -> datetime:
 
 
 class SqlRequestStore:
-    """Durable requests, approvals and audit events in one SQL database."""
+    """Durable requests, approvals and audit events in one SQL database; also the ClaimStore."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -159,6 +159,65 @@ class SqlRequestStore:
             if changed.rowcount != 1:
                 raise _unknown(request_id)
 
+    # --- work claims (core.ports.ClaimStore): which bot carries out which request --------
+
+    def claim(self, request_id: str, state: RequestState, owner: str) -> bool:
+        with self._writing() as conn:
+            claimed = conn.execute(
+                update(change_requests)
+                .where(change_requests.c.id == request_id, change_requests.c.state == state.value)
+                .values(owner=owner, heartbeat_at=_now())
+            )
+            if claimed.rowcount == 1:
+                return True
+            self._require_request(conn, request_id)
+            return False
+
+    def heartbeat(self, owner: str, request_ids: Collection[str]) -> set[str]:
+        if not request_ids:
+            return set()
+        mine = (change_requests.c.id.in_(list(request_ids)), change_requests.c.owner == owner)
+        with self._writing() as conn:
+            conn.execute(update(change_requests).where(*mine).values(heartbeat_at=_now()))
+            return set(conn.execute(select(change_requests.c.id).where(*mine)).scalars())
+
+    def holds(self, request_id: str, owner: str) -> bool:
+        with self._reading() as conn:
+            found = conn.execute(select(change_requests.c.owner).where(change_requests.c.id == request_id)).first()
+        if found is None:
+            raise _unknown(request_id)
+        return bool(found.owner == owner)
+
+    def stale(self, states: Collection[RequestState], silent_since: datetime) -> list[WorkClaim]:
+        columns = change_requests.c
+        query = (
+            select(columns.id, columns.state, columns.owner, columns.updated_at, columns.heartbeat_at)
+            .where(columns.state.in_([s.value for s in states]), *_silent_since(silent_since))
+            .order_by(columns.updated_at, columns.id)
+        )
+        with self._reading() as conn:
+            rows = conn.execute(query).all()
+        return [
+            WorkClaim(r.id, RequestState(r.state), r.owner, max(r.updated_at, r.heartbeat_at or r.updated_at))
+            for r in rows
+        ]
+
+    def take_over(self, claim: WorkClaim, owner: str, silent_since: datetime, event: NewEvent) -> bool:
+        with self._writing() as conn:
+            taken = conn.execute(
+                update(change_requests)
+                .where(
+                    change_requests.c.id == claim.request_id,
+                    change_requests.c.state == claim.state.value,
+                    *_silent_since(silent_since),
+                )
+                .values(owner=owner, heartbeat_at=_now())
+            )
+            if taken.rowcount != 1:
+                return False
+            self._insert_event(conn, event)
+            return True
+
     # --- reads ----------------------------------------------------------------------
 
     def get(self, request_id: str) -> StoredRequest:
@@ -217,6 +276,12 @@ class SqlRequestStore:
         found = conn.execute(select(change_requests.c.id).where(change_requests.c.id == request_id)).first()
         if found is None:
             raise _unknown(request_id)
+
+
+def _silent_since(cutoff: datetime) -> tuple[Any, ...]:
+    """No state change and no heartbeat since ``cutoff``: the bot carrying it out is gone (or cut off)."""
+    columns = change_requests.c
+    return columns.updated_at < cutoff, or_(columns.heartbeat_at.is_(None), columns.heartbeat_at < cutoff)
 
 
 def _unknown(request_id: str) -> UnknownRequest:
