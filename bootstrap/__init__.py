@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from approvals.policy_file import SignedPolicyFile
 from bootstrap.paths import build_routes, trust_of
 from bot.app import build_app
+from bot.notifier import SlackThreadNotifier
 from bot.ops import (
     Metrics,
     ObservedStore,
@@ -44,9 +45,11 @@ from providers.authoritative import DnsAuthoritativeQuerier
 from providers.discovery import DnsAddressResolver
 from providers.inspection import DnsZoneInspector, InspectionSettings, servers_of
 from service.changes import ChangeService
+from service.claims import WorkClaims
 from service.drills import DrillRunner
 from service.propagation import PropagationChecker
 from service.readiness import CriticalRecord, PathFacts, ReadinessReporter, ReadinessSettings
+from service.recovery import Recovery
 from service.zones import ZoneDirectory, ZoneRuntime
 from store.audit import AuditLog, Checkpointer
 from store.checkpoints import CheckpointLog, CheckpointSigner, load_private_key
@@ -63,6 +66,7 @@ __all__ = [
     "build_outbox_sender",
     "build_readiness",
     "build_readiness_reporter",
+    "build_recovery",
     "build_service",
     "build_slack_app",
     "configure_logging",
@@ -118,7 +122,14 @@ def build_service(config: AppConfig, engine: Engine, *, metrics: Metrics | None 
         inspector,
         RecordProber(resolve),
         checkpointer=_checkpointer(config, engine),
+        claims=WorkClaims(SqlRequestStore(engine), interval=config.recovery.stale_after_seconds / 4),
     )
+
+
+def build_recovery(config: AppConfig, engine: Engine, service: ChangeService, outbox: SlackOutbox) -> Recovery:
+    """Crash recovery (not started): finishes requests whose bot died, telling their Slack threads."""
+    notifier = SlackThreadNotifier(outbox, config.audit.slack_channel)
+    return Recovery(service, SqlRequestStore(engine), notifier, stale_after=config.recovery.stale_after_seconds)
 
 
 class _TextCheckpointer:

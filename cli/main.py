@@ -77,6 +77,7 @@ def serve(
     import bootstrap
     from bot.http import HttpServer
     from bot.ops import Metrics, Ops
+    from bot.outbox import SenderSettings
     from bot.socket_mode import SocketModeRunner, check_app_token
     from config import load_config, load_slack_settings
 
@@ -104,7 +105,11 @@ def serve(
             runner = SocketModeRunner(slack_app, app_token, metrics=metrics).connect()
     except BreakglassError as error:
         raise _fail(error) from None
-    sender = bootstrap.build_outbox_sender(service, outbox, slack).start()  # delivers Slack messages in order
+    # Delivers Slack messages in order; a dead bot's sender lease lapses when its requests go stale too.
+    sender = bootstrap.build_outbox_sender(
+        service, outbox, slack, SenderSettings(lease_seconds=settings.recovery.stale_after_seconds)
+    ).start()
+    recovery = bootstrap.build_recovery(settings, engine, service, outbox).start()  # finishes work a dead bot left
     try:
         if runner is None:
             signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: waitress returns
@@ -118,6 +123,7 @@ def serve(
         runner.wait()
         server.stop()
     finally:
+        recovery.stop()
         sender.stop()  # lets go of the sender lease: another replica delivers at once
 
 

@@ -311,6 +311,14 @@ class DatabaseConfig(_Strict):
     url: str = "sqlite:///breakglass.db"
 
 
+class RecoveryConfig(_Strict):
+    """Crash recovery: a request whose bot went silent mid-flow is taken over by a running bot."""
+
+    # No state change and no heartbeat for this long: the bot carrying a request out is taken for dead.
+    # It heartbeats every quarter of this, and every bot sweeps for such requests every half of it.
+    stale_after_seconds: float = Field(default=30.0, ge=1, le=3600)
+
+
 class AppConfig(_Strict):
     database: DatabaseConfig = DatabaseConfig()
     vault: VaultConfig
@@ -321,6 +329,7 @@ class AppConfig(_Strict):
     drills: DrillConfig = DrillConfig()
     inventory: list[InventoryItem] = []  # critical records, for the readiness report
     slack: SlackConfig = SlackConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
     zones: list[ZoneConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,8 +35,10 @@ from core.ports import AuditCheckpointer, LivenessProber, Notifier, RequestStore
 from core.records import RecordType, RRset
 from core.states import OPEN_FOR_APPROVAL, RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
 from core.verification import VerificationOutcome, VerificationReport
+from service.claims import WorkClaims
+from service.failpoints import failpoint
 from service.leases import AuditedLeases
-from service.planning import already_applied, check_safety, check_still_current, make_plan
+from service.planning import already_applied, check_safety, check_still_current, make_plan, reader
 from service.policy import PolicySource, describe
 from service.propagation import PropagationChecker
 from service.zones import PathRuntime, ZoneDirectory, ZoneRuntime, shares_failed_trust
@@ -92,6 +95,14 @@ class PathView:
 PROBED_TYPES = frozenset({RecordType.A, RecordType.AAAA, RecordType.CNAME})
 
 
+def _verify_command(change: RRsetChange) -> str:
+    """The `breakglass verify` line that checks ``change`` reached every authoritative server."""
+    if change.after is None:
+        return f"`breakglass verify {change.name} {change.rtype} --absent`"
+    values = " ".join(shlex.quote(v) for v in change.after.values)
+    return f"`breakglass verify {change.name} {change.rtype} {values}`"
+
+
 def verdict(outcome: VerificationOutcome) -> tuple[RequestState, EventKind]:
     """Recovery is declared only when every server serves the change and the target is live."""
     if not outcome.served_everywhere:
@@ -115,9 +126,11 @@ class ChangeService:
         prober: LivenessProber,
         *,
         checkpointer: AuditCheckpointer | None = None,
+        claims: WorkClaims | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] = new_request_id,
     ) -> None:
+        """``claims``: this process's work claims, so another can finish a request if this one dies."""
         self.zones = zones
         self._store = store
         self._policy = policy
@@ -126,6 +139,7 @@ class ChangeService:
         self._inspector = inspector
         self._prober = prober
         self._checkpointer = checkpointer
+        self.claims = claims or WorkClaims(None)
         self._leases = AuditedLeases(store.append)
         self._now = now
         self._new_id = new_id
@@ -205,19 +219,25 @@ class ChangeService:
             if route.sealed and route.path.reads_need_credentials:
                 continue  # never open a sealed envelope just to look
             try:
-                if not route.path.reads_need_credentials:
-                    return read(route, None)
-                lease = self._leases.lease(request_id, route, purpose="read")
-                try:
-                    return read(route, lease.credentials)
-                finally:
-                    self._leases.revoke(request_id, lease)
+                return self._read_through(request_id, route, read)
             except (ProviderError, CredentialError) as error:
                 errors.append(f"{route.path.name}: {error.user_text()}")
         raise ProviderError(
             "Could not read the current records through any change path: " + "; ".join(errors),
             hint="Check the change paths' servers and credentials (`breakglass config check`).",
         )
+
+    def _read_through(
+        self, request_id: str, route: PathRuntime, read: Callable[[PathRuntime, Credentials | None], T]
+    ) -> T:
+        """Run a read through ``route``, leasing (and revoking) its credentials if its reads need them."""
+        if not route.path.reads_need_credentials:
+            return read(route, None)
+        lease = self._leases.lease(request_id, route, purpose="read")
+        try:
+            return read(route, lease.credentials)
+        finally:
+            self._leases.revoke(request_id, lease)
 
     def _create(self, request: ChangeRequest) -> StoredRequest:
         zone = self.zones.get(request.zone)
@@ -318,6 +338,9 @@ class ChangeService:
                 NewEvent(request_id, str(SYSTEM), EventKind.QUORUM_REACHED, {"approvers": approvers,
                                                                             "elevated": elevated}),
             )  # fmt: skip
+            if ready:
+                self.claims.claim(request_id, RequestState.APPROVED)  # the caller executes it next
+                failpoint("after_approval")
         missing = self._elevated_missing(requirement, approvals) if elevated else requirement.missing(approvals)
         return ApprovalOutcome(self._store.get(request_id), approvals, missing, ready, notify)
 
@@ -414,6 +437,12 @@ class ChangeService:
         stored = self._store.get(request_id)
         if not claimed:
             return ExecutionResult(stored, None, None)
+        with self.claims.holding(request_id, RequestState.APPLYING):
+            return self._carry_out(stored, notifier)
+
+    def _carry_out(self, stored: StoredRequest, notifier: Notifier) -> ExecutionResult:
+        """Try each change path in turn until one applies, then verify."""
+        request_id = stored.request.id
         failures: list[tuple[PathRuntime, BreakglassError]] = []
         for route in self.zones.get(stored.plan.zone).paths:
             skip = self._skip_reason(stored, route, failures)
@@ -536,7 +565,9 @@ class ChangeService:
         request_id = stored.request.id
         notifier.progress(stored, f"Leasing break-glass credentials from {route.credentials.name}…")
         lease = self._leases.lease(request_id, route)
+        failpoint("after_lease")
         try:
+            self.claims.check(request_id)  # a process that was cut off must not write after another took over
             if lease.info.must_rotate:
                 notifier.progress(stored, f":rotating_light: Opened {lease.info.source}: these credentials are now "
                                   "exposed to this bot and MUST be rotated after the incident.")  # fmt: skip
@@ -547,6 +578,7 @@ class ChangeService:
                 check_still_current(stored.plan, route.path, lease.credentials)
                 route.path.apply(stored.plan.changes, lease.credentials)
             applied_at = time.monotonic()
+            failpoint("mid_apply")
         finally:
             self._leases.revoke(request_id, lease)
         try:
@@ -563,6 +595,7 @@ class ChangeService:
             f"Applied through {route.path.name} "
             f"in {(applied_at - started) * 1000:.0f} ms. Checking every authoritative server…",
         )
+        failpoint("after_apply")
         return applied_at
 
     def _record_applied(self, request_id: str, route: PathRuntime, started: float, applied_at: float) -> None:
@@ -571,14 +604,19 @@ class ChangeService:
             {"path": route.path.name, "apply_ms": round((applied_at - started) * 1000, 1)},
         ))  # fmt: skip
 
-    def _verify(self, request_id: str, applied_at: float, notifier: Notifier) -> ExecutionResult:
+    def _verify(
+        self, request_id: str, applied_at: float, notifier: Notifier, *, resumed: bool = False
+    ) -> ExecutionResult:
+        """``resumed``: a recovery after a crash; times then count from the restart, not from the apply."""
         stored = self._store.get(request_id)
         zone = self.zones.get(stored.plan.zone)
 
         def progress(report: VerificationReport) -> None:
+            failpoint("mid_verification")
             notifier.verifying(stored, report)
 
         outcome = self._outcome(zone, stored.plan.changes, applied_at, progress)
+        failpoint("mid_verification")  # every server answered in the first round: still before the verdict
         self._record_outcome(request_id, outcome)
         final, kind = verdict(outcome)
         lagging = ",".join(sorted({str(r.server) for r in outcome.report.lagging()}))
@@ -587,9 +625,13 @@ class ChangeService:
             "lagging": lagging,
             "problems": "; ".join(outcome.server_problems),
         }
-        self._store.transition(
+        if resumed:
+            details["measured_from"] = "recovery"
+        if not self._store.transition(
             request_id, RequestState.VERIFYING, final, NewEvent(request_id, str(SYSTEM), kind, details)
-        )
+        ):
+            log.warning("verify.superseded", request_id=request_id)  # another process recorded the verdict
+            return ExecutionResult(self._store.get(request_id), outcome, None)
         log.info(f"request.{final.value}", request_id=request_id, seconds=details["elapsed_seconds"], lagging=lagging)
         stored = self._store.get(request_id)
         self._finish(stored, outcome, notifier)
@@ -661,6 +703,97 @@ class ChangeService:
                 "remaining_ttl": view.remaining_ttl,
             })  # fmt: skip
 
+    # --- crash recovery (service/recovery.py takes a stale request over, then calls resume) ---
+
+    def resume(self, request_id: str, notifier: Notifier) -> ExecutionResult:
+        """Finish a request whose bot stopped mid-flow, from what DNS holds now; never applies twice.
+
+        ``approved``: nothing had started, so carry on (policy, expiry and the plan are checked again).
+        ``applying``: the change reached DNS or it did not; it is never applied again without people
+        deciding again. ``verifying``: verify again, timing from now.
+        """
+        stored = self._store.get(request_id)
+        if stored.state is RequestState.APPROVED:
+            return self.execute(request_id, notifier)
+        if stored.state is RequestState.APPLYING:
+            with self.claims.holding(request_id, stored.state):
+                return self._resume_apply(stored, notifier)
+        if stored.state is RequestState.VERIFYING:
+            with self.claims.holding(request_id, stored.state):
+                return self._verify(request_id, time.monotonic(), notifier, resumed=True)
+        return ExecutionResult(stored, None, None)
+
+    def _resume_apply(self, stored: StoredRequest, notifier: Notifier) -> ExecutionResult:
+        request_id, changes = stored.request.id, stored.plan.changes
+        reads, unread = self._read_every_path(stored)
+        for path, current in reads:
+            if all(now == change.after for change, now in zip(changes, current, strict=True)):
+                self._store.transition(request_id, RequestState.APPLYING, RequestState.VERIFYING, NewEvent(
+                    request_id, str(SYSTEM), EventKind.APPLIED, {"path": path, "found_on_recovery": True},
+                ))  # fmt: skip
+                notifier.progress(self._store.get(request_id), (
+                    f"Every record already holds the new value ({path}): the change reached DNS before breakglass "
+                    "stopped. Recorded as applied (not applied again). Checking every authoritative server; "
+                    "times now count from this restart, not from the apply…"
+                ))  # fmt: skip
+                return self._verify(request_id, time.monotonic(), notifier, resumed=True)
+        untouched = all(now == c.before for _, current in reads for c, now in zip(changes, current, strict=True))
+        if reads and untouched and not unread:
+            error = ProviderError(
+                "breakglass stopped before the change reached DNS (every record still holds its old value).",
+                hint="Request the change again if it is still needed: after a crash it is applied only once "
+                "people approve it again.",
+            )
+            return self._failed_after_crash(stored, error, "not_applied", notifier)
+        found = "; ".join(
+            [f"{path}: {', '.join(n.describe() if n else 'no record' for n in current)}" for path, current in reads]
+            + unread
+        )
+        error = ProviderError(
+            "breakglass stopped while applying, and whether the change reached DNS cannot be told "
+            f"(the change paths hold: {found}). Nothing more was applied.",
+            hint="Check each record by hand: " + "; ".join(_verify_command(c) for c in changes)
+            + ". Then request what is still needed again.",
+        )  # fmt: skip
+        return self._failed_after_crash(stored, error, "unknown", notifier)
+
+    def _read_every_path(self, stored: StoredRequest) -> tuple[list[tuple[str, list[RRset | None]]], list[str]]:
+        """What each change path holds now for the plan's rrsets, and why any path's control plane went unread."""
+        keys = [(c.name, c.rtype) for c in stored.plan.changes]
+
+        def read(route: PathRuntime, credentials: Credentials | None) -> list[RRset | None]:
+            get = reader(route.path, keys, credentials)
+            return [get(name, rtype) for name, rtype in keys]
+
+        reads: list[tuple[str, list[RRset | None]]] = []
+        problems: list[tuple[PathRuntime, str]] = []
+        for route in self.zones.get(stored.plan.zone).paths:
+            if route.sealed and route.path.reads_need_credentials:
+                problems.append((route, "not read (a sealed envelope is never opened just to look)"))
+                continue
+            try:
+                reads.append((route.path.name, self._read_through(stored.request.id, route, read)))
+            except (ProviderError, CredentialError) as error:
+                problems.append((route, f"not read ({error.user_text()})"))
+        read_planes = {r.trust.control_plane for r in self.zones.get(stored.plan.zone).paths
+                       if r.path.name in {path for path, _ in reads}}  # fmt: skip
+        unread = [f"{r.path.name}: {why}" for r, why in problems if r.trust.control_plane not in read_planes]
+        return reads, unread
+
+    def _failed_after_crash(
+        self, stored: StoredRequest, error: ProviderError, found: str, notifier: Notifier
+    ) -> ExecutionResult:
+        request_id = stored.request.id
+        self._store.transition(request_id, RequestState.APPLYING, RequestState.APPLY_FAILED, NewEvent(
+            request_id, str(SYSTEM), EventKind.APPLY_FAILED, {"error": error.user_text(), "recovery": found},
+        ))  # fmt: skip
+        log.warning("recovery.apply_failed", request_id=request_id, found=found)
+        stored = self._store.get(request_id)
+        prefix = "Nothing was applied" if found == "not_applied" else ":warning: Check DNS by hand"
+        notifier.progress(stored, f"{prefix}: {error.user_text()}")
+        self._finish(stored, None, notifier)
+        return ExecutionResult(stored, None, error)
+
     def recheck(self, request_id: str, person: Principal, notifier: Notifier) -> ExecutionResult:
         """Verify an applied change again (a lagging server may have caught up)."""
         stored = self._store.get(request_id)
@@ -671,8 +804,9 @@ class ChangeService:
             raise InvalidInput(
                 f"{request_id} is `{stored.state.value}`; only a failed or not-live verification can be rechecked."
             )
-        notifier.progress(self._store.get(request_id), "Checking every authoritative server again…")
-        return self._verify(request_id, time.monotonic(), notifier)
+        with self.claims.holding(request_id, RequestState.VERIFYING):
+            notifier.progress(self._store.get(request_id), "Checking every authoritative server again…")
+            return self._verify(request_id, time.monotonic(), notifier)
 
     def verify_now(
         self,
