@@ -789,8 +789,8 @@ class ChangeService:
         ))  # fmt: skip
         log.warning("recovery.apply_failed", request_id=request_id, found=found)
         stored = self._store.get(request_id)
-        prefix = "Nothing was applied" if found == "not_applied" else ":warning: Check DNS by hand"
-        notifier.progress(stored, f"{prefix}: {error.user_text()}")
+        prefix = "Nothing was applied: " if found == "not_applied" else ":warning: "
+        notifier.progress(stored, prefix + error.user_text())
         self._finish(stored, None, notifier)
         return ExecutionResult(stored, None, error)
 

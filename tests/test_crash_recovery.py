@@ -37,6 +37,7 @@ from service.claims import WorkClaims
 from service.failpoints import ENV, POINTS
 from store.audit import AuditLog
 from store.sql import SqlRequestStore, make_engine
+from tests.fixtures.bind import out_of_band
 from tests.fixtures.bot import WAIT, is_plan_post
 from tests.test_store import planned
 
@@ -278,6 +279,16 @@ def request_and_approve(stack: LocalStack, bot: BotProcess) -> Button:
     return plan
 
 
+def killed_at_failpoint(stack: LocalStack, point: str) -> Button:
+    """Request and approve through a bot that kills itself at ``point``; returns the plan's Approve button."""
+    with BotProcess.for_stack(stack, name="doomed", extra_env={ENV: point}) as doomed:
+        plan = request_and_approve(stack, doomed)
+        eventually(lambda: not doomed.running, lambda: f"the bot is still running: {doomed.stderr_tail()}")
+        assert doomed.kill() == -9  # it died of SIGKILL, at the failpoint
+        assert f"failpoint {point} reached" in doomed.stderr()
+    return plan
+
+
 def apply_lease(events: list[Event]) -> Event:
     (lease,) = [e for e in events if e.kind is EventKind.CREDENTIALS_LEASED and "purpose" not in e.details]
     return lease
@@ -291,13 +302,8 @@ def test_a_bot_killed_at_each_step_is_recovered_by_the_next_without_applying_twi
     stack, expected = crash_stack, EXPECTED[point]
     started = time.perf_counter()
     serials_before = soa_serials(stack)
-    doomed = BotProcess.for_stack(stack, name="doomed", extra_env={ENV: point})
-    with doomed:
-        plan = request_and_approve(stack, doomed)
-        request_id = plan.value or ""
-        eventually(lambda: not doomed.running, lambda: f"the bot is still running: {doomed.stderr_tail()}")
-        assert doomed.kill() == -9  # it died of SIGKILL, at the failpoint
-        assert f"failpoint {point} reached" in doomed.stderr()
+    plan = killed_at_failpoint(stack, point)
+    request_id = plan.value or ""
     killed_at = time.perf_counter()
 
     left = stack.service.status(request_id)
@@ -359,6 +365,40 @@ def test_a_bot_killed_at_each_step_is_recovered_by_the_next_without_applying_twi
         f"\n{point}: killed {killed_at - started:.1f}s after start, recovered {recovered_at - killed_at:.1f}s later "
         f"(restart + {STALE_AFTER:.0f}s stale threshold); test {time.perf_counter() - started:.1f}s"
     )
+
+
+@pytest.mark.postgres
+def test_a_record_changed_by_someone_else_after_a_crash_mid_apply_fails_naming_what_to_check(
+    crash_stack: LocalStack,
+) -> None:
+    stack = crash_stack
+    plan = killed_at_failpoint(stack, "after_lease")
+    request_id = plan.value or ""
+    other = RRset.build(NAME, RecordType.A, 120, ["198.51.100.7"])
+    out_of_band(stack.bind, (NAME, "A", 120, ["198.51.100.7"]))  # another operator acts while the bot is down
+    eventually(lambda: served(stack) == [other, other], lambda: f"served: {served(stack)}")
+    serials = soa_serials(stack)
+
+    with BotProcess.for_stack(stack, name="restarted") as restarted:
+        eventually(
+            lambda: stack.service.status(request_id).stored.state is S.APPLY_FAILED,
+            lambda: f"{request_id} is {stack.service.status(request_id).stored.state}: {restarted.stderr_tail()}",
+        )
+        (told,) = stack.fake.wait_for(
+            "chat.postMessage", timeout=WAIT,
+            predicate=lambda c: c.args.get("thread_ts") == plan.message_ts
+            and str(c.args.get("text", "")).startswith(":warning: breakglass stopped while applying"),
+        )  # fmt: skip
+
+    text = str(told.args["text"])
+    assert "whether the change reached DNS cannot be told" in text and "198.51.100.7 (ttl 120)" in text
+    assert f"`breakglass verify {NAME} A 203.0.113.10`" in text  # exactly what to check, and how
+    assert served(stack) == [other, other] and soa_serials(stack) == serials  # the bot applied nothing
+    events = stack.service.status(request_id).events
+    (failed,) = [e for e in events if e.kind is EventKind.APPLY_FAILED]
+    assert failed.details["recovery"] == "unknown"
+    assert [e for e in events if e.kind is EventKind.APPLIED] == []
+    assert AuditLog(stack.engine).verify().ok
 
 
 @pytest.mark.postgres
