@@ -25,6 +25,7 @@ import dns.rdatatype
 import pytest
 
 from cli.localstack import ZONE, LocalStack
+from cli.report_html import ReportData, RequestView, render_report
 from core.events import Event, EventKind, NewEvent
 from core.records import RecordType, RRset
 from core.states import IN_FLIGHT, RequestState
@@ -35,7 +36,7 @@ from sandbox.openbao import OpenBaoServer
 from sandbox.slack_signing import DEFAULT_CHANNEL
 from service.claims import WorkClaims
 from service.failpoints import ENV, POINTS
-from store.audit import AuditLog
+from store.audit import AuditLog, EventFilter
 from store.sql import SqlRequestStore, make_engine
 from tests.fixtures.bind import out_of_band
 from tests.fixtures.bot import WAIT, is_plan_post
@@ -289,6 +290,14 @@ def killed_at_failpoint(stack: LocalStack, point: str) -> Button:
     return plan
 
 
+def html_report(stack: LocalStack, request_id: str) -> str:
+    """The post-incident report (`breakglass audit report --request ID`) of one request."""
+    store, log = SqlRequestStore(stack.engine), AuditLog(stack.engine)
+    view = RequestView(store.get(request_id), tuple(store.approvals(request_id)))
+    records = tuple(log.records(EventFilter(request_ids=(request_id,))))
+    return render_report(ReportData(request_id, request_id, (view,), records, log.verify(), datetime.now(UTC)))
+
+
 def apply_lease(events: list[Event]) -> Event:
     (lease,) = [e for e in events if e.kind is EventKind.CREDENTIALS_LEASED and "purpose" not in e.details]
     return lease
@@ -361,6 +370,9 @@ def test_a_bot_killed_at_each_step_is_recovered_by_the_next_without_applying_twi
         assert counted[EventKind.CREDENTIALS_REVOKED] == counted[EventKind.CREDENTIALS_LEASED]
     if not expected.applied:
         assert "Request the change again" in texts[-1]
+    report = html_report(stack, request_id)  # the new event kinds render in the post-incident report
+    assert "recovery started by system" in report and f"Final state: {expected.final.value}" in report
+    assert ("lease unrevoked by system" in report) is expected.lease_left
     print(
         f"\n{point}: killed {killed_at - started:.1f}s after start, recovered {recovered_at - killed_at:.1f}s later "
         f"(restart + {STALE_AFTER:.0f}s stale threshold); test {time.perf_counter() - started:.1f}s"
