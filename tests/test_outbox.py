@@ -25,6 +25,7 @@ from bot.outbox import SENDER_LOCK, Kind, OutboxSender, SenderSettings, SlackOut
 from cli.localstack import AUDIT_CHANNEL, LocalStack
 from config.logs import configure_logging
 from core.states import RequestState
+from sandbox.bot_process import BotProcess
 from sandbox.fake_slack import FakeSlack, SlackCall
 from sandbox.net import wait_until
 from sandbox.openbao import OpenBaoServer
@@ -222,6 +223,35 @@ def test_a_lease_lapses_when_its_holder_stops_renewing_it(engines: list[Engine])
     wait_until(lambda: two.acquire("bot-2", 30.0) is not None, WAIT, "the lease to lapse and be taken over")
     assert one.acquire("bot-1", 1.0) is None  # the old holder knows it lost it
     assert one.holder() is not None and one.holder()[0] == "bot-2"  # type: ignore[index]
+
+
+@pytest.mark.postgres
+def test_serve_processes_hand_the_sender_over_on_a_clean_stop(openbao: OpenBaoServer, postgres_url: str) -> None:
+    """Two `breakglass serve` replicas: one delivers; stopped with SIGTERM it lets go of the lease, and the other
+    delivers the rest, each message once and in order."""
+    with LocalStack(vault=openbao, database_url=postgres_url, serve_bot=False) as stack:
+        lease = WorkerLock(stack.engine, SENDER_LOCK)
+
+        def held_by(bot: BotProcess) -> bool:
+            holder = lease.holder()
+            return holder is not None and f":{bot.pid}:" in str(holder[0])
+
+        with BotProcess.for_stack(stack, name="first") as first:
+            wait_until(lambda: held_by(first), WAIT, "the first replica to take the sender lease")
+            with BotProcess.for_stack(stack, name="second") as second:
+                for i in range(5):
+                    stack.outbox.post(CHANNEL, f"via the first {i}")
+                wait_until(lambda: len(posted_texts(stack.fake)) == 5, WAIT, "the first five messages")
+                assert first.stop() == 0  # SIGTERM: a clean stop
+                assert not held_by(first)  # it let go; it did not leave the lease to lapse
+                for i in range(5):
+                    stack.outbox.post(CHANNEL, f"via the second {i}")
+                wait_until(lambda: len(posted_texts(stack.fake)) == 10, WAIT, "the other five messages")
+                assert held_by(second)
+                delivered_by = [len(bot.events_logged("outbox.sent")) for bot in (first, second)]
+        assert delivered_by == [5, 5]
+        expected = [f"via the first {i}" for i in range(5)] + [f"via the second {i}" for i in range(5)]
+        assert posted_texts(stack.fake) == expected
 
 
 # --- a whole request while Slack is down -------------------------------------------------------
