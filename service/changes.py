@@ -630,8 +630,7 @@ class ChangeService:
         if not self._store.transition(
             request_id, RequestState.VERIFYING, final, NewEvent(request_id, str(SYSTEM), kind, details)
         ):
-            log.warning("verify.superseded", request_id=request_id)  # another process recorded the verdict
-            return ExecutionResult(self._store.get(request_id), outcome, None)
+            return self._superseded(request_id, outcome)
         log.info(f"request.{final.value}", request_id=request_id, seconds=details["elapsed_seconds"], lagging=lagging)
         stored = self._store.get(request_id)
         self._finish(stored, outcome, notifier)
@@ -728,9 +727,10 @@ class ChangeService:
         reads, unread = self._read_every_path(stored)
         for path, current in reads:
             if all(now == change.after for change, now in zip(changes, current, strict=True)):
-                self._store.transition(request_id, RequestState.APPLYING, RequestState.VERIFYING, NewEvent(
+                if not self._store.transition(request_id, RequestState.APPLYING, RequestState.VERIFYING, NewEvent(
                     request_id, str(SYSTEM), EventKind.APPLIED, {"path": path, "found_on_recovery": True},
-                ))  # fmt: skip
+                )):  # fmt: skip
+                    return self._superseded(request_id)
                 notifier.progress(self._store.get(request_id), (
                     f"Every record already holds the new value ({path}): the change reached DNS before breakglass "
                     "stopped. Recorded as applied (not applied again). Checking every authoritative server; "
@@ -768,6 +768,8 @@ class ChangeService:
         reads: list[tuple[str, list[RRset | None]]] = []
         problems: list[tuple[PathRuntime, str]] = []
         for route in self.zones.get(stored.plan.zone).paths:
+            if any(c.rtype not in route.path.supported_types for c in stored.plan.changes):
+                continue  # it cannot hold these records, so it cannot have applied them
             if route.sealed and route.path.reads_need_credentials:
                 problems.append((route, "not read (a sealed envelope is never opened just to look)"))
                 continue
@@ -780,13 +782,20 @@ class ChangeService:
         unread = [f"{r.path.name}: {why}" for r, why in problems if r.trust.control_plane not in read_planes]
         return reads, unread
 
+    def _superseded(self, request_id: str, outcome: VerificationOutcome | None = None) -> ExecutionResult:
+        """Another process moved the request on meanwhile (it was cut off, not dead): leave the rest to it."""
+        stored = self._store.get(request_id)
+        log.warning("request.superseded", request_id=request_id, state=stored.state.value)
+        return ExecutionResult(stored, outcome, None)
+
     def _failed_after_crash(
         self, stored: StoredRequest, error: ProviderError, found: str, notifier: Notifier
     ) -> ExecutionResult:
         request_id = stored.request.id
-        self._store.transition(request_id, RequestState.APPLYING, RequestState.APPLY_FAILED, NewEvent(
+        if not self._store.transition(request_id, RequestState.APPLYING, RequestState.APPLY_FAILED, NewEvent(
             request_id, str(SYSTEM), EventKind.APPLY_FAILED, {"error": error.user_text(), "recovery": found},
-        ))  # fmt: skip
+        )):  # fmt: skip
+            return self._superseded(request_id)
         log.warning("recovery.apply_failed", request_id=request_id, found=found)
         stored = self._store.get(request_id)
         prefix = "Nothing was applied: " if found == "not_applied" else ":warning: "
