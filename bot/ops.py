@@ -287,6 +287,8 @@ class Metrics:
         """Turn an audit event the service wrote into samples; the event is the single source of truth."""
         details = event.details
         if event.kind is EventKind.APPLIED:
+            if details.get("found_on_recovery"):
+                return  # found applied after a crash: nobody timed that apply
             self.apply_seconds.labels(str(details.get("path", ""))).observe(_number(details.get("apply_ms")) / 1000)
         elif event.kind in _VERDICTS:
             self.verification_seconds.labels(event.kind.value).observe(_number(details.get("elapsed_seconds")))

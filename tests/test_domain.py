@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core.errors import IllegalTransition
+from core.errors import IllegalTransition, InvalidInput
 from core.models import (
     ChangeRequest,
     Plan,
@@ -18,7 +18,7 @@ from core.models import (
     request_from_dict,
     request_to_dict,
 )
-from core.records import RecordType, RRset
+from core.records import RecordType, RRset, normalize_value
 from core.secrets import Secret
 from core.states import RequestState, check_transition, is_terminal
 
@@ -98,3 +98,17 @@ def test_every_state_has_its_transitions_listed() -> None:
     from core.states import TRANSITIONS
 
     assert set(TRANSITIONS) == set(RequestState)
+
+
+@pytest.mark.parametrize(
+    ("rtype", "text"),
+    [
+        (RecordType.MX, "１0 mail.example.com"),
+        (RecordType.SRV, "10 5 506➎0 svc.example.com"),
+        (RecordType.MX, "70000 mx."),
+    ],
+)
+def test_mx_and_srv_numbers_must_be_ascii_16_bit_numbers(rtype: RecordType, text: str) -> None:
+    """Digits from other scripts pass str.isdigit(); they must be refused clearly, not crash int()."""
+    with pytest.raises(InvalidInput, match="is not a valid"):
+        normalize_value(rtype, text)
