@@ -29,14 +29,12 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.exc import DBAPIError
 
-from core.errors import PersistenceError
 from core.events import NewEvent
 from core.ports import DrillOutcome, DrillRecord
 from store.audit import append_chained
 from store.schema import UtcDateTime, metadata
-from store.sql import _WRITE_OPTION, reading  # SQLite writers start with BEGIN IMMEDIATE, as the request store's do
+from store.sql import reading, writing
 
 drill_history = Table(
     "drill_history",
@@ -63,36 +61,29 @@ drill_history = Table(
 class SqlDrillStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._writer = engine.execution_options(**{_WRITE_OPTION: True})
 
     def record(self, record: DrillRecord, event: NewEvent) -> None:
-        try:
-            with self._writer.begin() as conn:
-                conn.execute(
-                    insert(drill_history).values(
-                        drill_id=record.drill_id,
-                        zone=record.zone,
-                        path=record.path,
-                        actor=record.actor,
-                        started_at=record.started_at,
-                        outcome=record.outcome.value,
-                        simulated_outage=record.simulated_outage,
-                        lease_seconds=record.lease_seconds,
-                        apply_seconds=record.apply_seconds,
-                        propagation_seconds=record.propagation_seconds,
-                        cleanup_seconds=record.cleanup_seconds,
-                        routing_seconds=record.routing_seconds,
-                        detail=record.detail,
-                    )
+        refused = "Check the database is reachable and writable; the drill's DNS changes were cleaned up regardless."
+        with writing(self._engine, f"The audit database (drill {record.drill_id})", refused) as conn:
+            conn.execute(
+                insert(drill_history).values(
+                    drill_id=record.drill_id,
+                    zone=record.zone,
+                    path=record.path,
+                    actor=record.actor,
+                    started_at=record.started_at,
+                    outcome=record.outcome.value,
+                    simulated_outage=record.simulated_outage,
+                    lease_seconds=record.lease_seconds,
+                    apply_seconds=record.apply_seconds,
+                    propagation_seconds=record.propagation_seconds,
+                    cleanup_seconds=record.cleanup_seconds,
+                    routing_seconds=record.routing_seconds,
+                    detail=record.detail,
                 )
-                details = json.dumps(event.details, sort_keys=True, separators=(",", ":"))
-                append_chained(conn, event, datetime.now(UTC), details)
-        except DBAPIError as exc:
-            raise PersistenceError(
-                f"The audit database refused to record drill {record.drill_id} ({type(exc.orig).__name__}).",
-                hint="Check the database is reachable and writable; the drill's DNS changes were cleaned up "
-                "regardless (see the drill's output).",
-            ) from exc
+            )
+            details = json.dumps(event.details, sort_keys=True, separators=(",", ":"))
+            append_chained(conn, event, datetime.now(UTC), details)
 
     def history(self, *, zone: str | None = None, limit: int = 50) -> list[DrillRecord]:
         query = select(drill_history).order_by(drill_history.c.started_at.desc(), drill_history.c.id.desc())

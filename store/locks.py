@@ -9,14 +9,13 @@ clock: keep them in sync (NTP) to well within the lease length.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, or_, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Engine, or_, select, update
 
-from core.errors import PersistenceError
 from store.schema import worker_locks
-from store.sql import _WRITE_OPTION, reading
+from store.sql import reading, writing
 
 
 class WorkerLock:
@@ -24,7 +23,6 @@ class WorkerLock:
 
     def __init__(self, engine: Engine, name: str) -> None:
         self._engine = engine
-        self._writer = engine.execution_options(**{_WRITE_OPTION: True})
         self.name = name
 
     def acquire(self, owner: str, seconds: float) -> datetime | None:
@@ -43,28 +41,26 @@ class WorkerLock:
             worker_locks.c.expires_at.is_(None),
             worker_locks.c.expires_at < now,
         )
-        try:
-            with self._writer.begin() as conn:
-                taken = conn.execute(
-                    update(worker_locks)
-                    .where(worker_locks.c.name == self.name, free)
-                    .values(owner=owner, expires_at=expires)
-                )
-        except DBAPIError as exc:
-            raise _refused(self.name, exc) from exc
+        with self._writing() as conn:
+            taken = conn.execute(
+                update(worker_locks)
+                .where(worker_locks.c.name == self.name, free)
+                .values(owner=owner, expires_at=expires)
+            )
         return expires if taken.rowcount == 1 else None
 
     def release(self, owner: str) -> None:
         """Let go at once (on a clean stop), so another replica need not wait for the lease to lapse."""
-        try:
-            with self._writer.begin() as conn:
-                conn.execute(
-                    update(worker_locks)
-                    .where(worker_locks.c.name == self.name, worker_locks.c.owner == owner)
-                    .values(owner=None, expires_at=None)
-                )
-        except DBAPIError as exc:
-            raise _refused(self.name, exc) from exc
+        with self._writing() as conn:
+            conn.execute(
+                update(worker_locks)
+                .where(worker_locks.c.name == self.name, worker_locks.c.owner == owner)
+                .values(owner=None, expires_at=None)
+            )
+
+    def _writing(self) -> AbstractContextManager[Connection]:
+        hint = "Check the database is reachable and writable."
+        return writing(self._engine, f"The database (lease {self.name})", hint)
 
     def holder(self) -> tuple[str | None, datetime | None] | None:
         """(owner, expires_at) as stored; None if the lease's row is missing (schema not migrated)."""
@@ -73,10 +69,3 @@ class WorkerLock:
                 select(worker_locks.c.owner, worker_locks.c.expires_at).where(worker_locks.c.name == self.name)
             ).first()
         return None if row is None else (row.owner, row.expires_at)
-
-
-def _refused(name: str, exc: DBAPIError) -> PersistenceError:
-    return PersistenceError(
-        f"The database refused to update the lease {name} ({type(exc.orig).__name__}).",
-        hint="Check the database is reachable and writable.",
-    )

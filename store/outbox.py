@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, and_, delete, func, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError
 
-from core.errors import PersistenceError
 from store.schema import change_requests, outbox
-from store.sql import _WRITE_OPTION, reading
+from store.sql import reading, writing
 
 MAX_ERROR_CHARS = 500
 _WAITING = and_(outbox.c.sent_at.is_(None), outbox.c.failed_at.is_(None))
@@ -58,7 +56,6 @@ class SqlOutbox:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._writer = engine.execution_options(**{_WRITE_OPTION: True})
         self._listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
@@ -176,16 +173,8 @@ class SqlOutbox:
             ).scalar_one_or_none()
         return None if found is None else str(found)
 
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        try:
-            with self._writer.begin() as conn:
-                yield conn
-        except DBAPIError as exc:
-            raise PersistenceError(
-                f"The database refused to write to the Slack outbox ({type(exc.orig).__name__}).",
-                hint="Check the database is reachable and writable.",
-            ) from exc
+    def _writing(self) -> AbstractContextManager[Connection]:
+        return writing(self.engine, "The Slack outbox", "Check the database is reachable and writable.")
 
 
 def _message(row: Row[Any]) -> OutboxMessage:

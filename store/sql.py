@@ -87,7 +87,6 @@ class SqlRequestStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._writer = engine.execution_options(**{_WRITE_OPTION: True})
 
     # --- writes ---------------------------------------------------------------------
 
@@ -253,16 +252,8 @@ class SqlRequestStore:
 
     # --- helpers --------------------------------------------------------------------
 
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        try:
-            with self._writer.begin() as conn:
-                yield conn
-        except DBAPIError as exc:
-            raise PersistenceError(
-                f"The audit database refused the write ({type(exc.orig).__name__}); nothing was changed.",
-                hint="Check the database is reachable, writable and not out of space, then try again.",
-            ) from exc
+    def _writing(self) -> AbstractContextManager[Connection]:
+        return writing(self._engine)
 
     def _reading(self) -> AbstractContextManager[Connection]:
         return reading(self._engine)
@@ -301,6 +292,25 @@ def _stored_request(row: Row[Any]) -> StoredRequest:
 def _event(row: Row[Any]) -> Event:
     details: dict[str, EventValue] = json.loads(row.details_json)
     return Event(row.seq, row.request_id, row.actor, EventKind(row.kind), details, row.at)
+
+
+@contextmanager
+def writing(
+    engine: Engine,
+    what: str = "The audit database",
+    hint: str = "Check the database is reachable, writable and not out of space, then try again.",
+) -> Iterator[Connection]:
+    """One write transaction (BEGIN IMMEDIATE on SQLite); a database error becomes a PersistenceError.
+
+    Nothing of a refused transaction is kept, so the message can say that nothing was changed.
+    """
+    try:
+        with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
+            yield conn
+    except DBAPIError as exc:
+        raise PersistenceError(
+            f"{what} refused the write ({type(exc.orig).__name__}); nothing was changed.", hint=hint
+        ) from exc
 
 
 @contextmanager
