@@ -31,3 +31,22 @@ def test_readme_config_reference_is_a_valid_config() -> None:
     assert [p.kind for p in zone.paths] == ["powerdns", "rfc2136", "rfc2136"]
     assert zone.paths[2].credentials.source == "sealed"
     assert "dns-api" in config.vaults
+
+
+def test_every_test_the_fault_table_names_exists() -> None:
+    """The fault table's claims are only as good as the tests it cites: each must exist by that name."""
+    root = Path(__file__).resolve().parents[1]
+    operations = (root / "docs" / "operations.md").read_text()
+    table = operations[operations.index("## Fault injection") :]
+    cited: set[tuple[str, str]] = set()
+    for cell in re.findall(r"\|[^|\n]*test_\w+\.py::[^|\n]*\|?\s*$", table, flags=re.MULTILINE):
+        module = ""
+        for part in re.split(r"[;,]\s*", cell.strip("| ")):
+            named = re.match(r"(?:(test_\w+\.py))?::(test_\w+)", part.strip())
+            if named:
+                module = named.group(1) or module
+                cited.add((module, named.group(2)))
+    assert len(cited) >= 40
+    sources = {path.name: path.read_text() for path in (root / "tests").rglob("test_*.py")}
+    missing = sorted((module, name) for module, name in cited if f"def {name}(" not in sources.get(module, ""))
+    assert missing == []
