@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from waitress import wasyncore
 from waitress.server import create_server
 
 from bot.ops import Ops, in_own_context
@@ -128,6 +129,14 @@ class HttpServer:
         return self
 
     def stop(self) -> None:
-        self._server.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        """Close every socket on the server's own loop thread, so the loop ends by itself.
+
+        Closing them from this thread instead races the loop's select() (EBADF in the server thread).
+        """
+        server = self._server
+        if self._thread is None or not self._thread.is_alive():
+            server.close()
+            return
+        server.task_dispatcher.shutdown()  # first: a finishing worker still pulls the trigger
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))  # an empty map ends the loop
+        self._thread.join(timeout=5)
