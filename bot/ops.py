@@ -345,6 +345,11 @@ class ObservedStore:
         self._store.append(event)
         self._metrics.observe_event(event)
 
+    def append_many(self, events: Sequence[NewEvent]) -> None:
+        self._store.append_many(events)
+        for event in events:
+            self._metrics.observe_event(event)
+
     def events(self, request_id: str) -> list[Event]:
         return self._store.events(request_id)
 

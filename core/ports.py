@@ -112,6 +112,9 @@ class RequestStore(Protocol):
 
     def append(self, event: NewEvent) -> None: ...
 
+    def append_many(self, events: Sequence[NewEvent]) -> None:
+        """Append ``events`` in this order in one transaction: all of them or, refused, none."""
+
     def events(self, request_id: str) -> list[Event]: ...
 
     def set_anchor(self, request_id: str, anchor: str) -> None: ...

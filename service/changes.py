@@ -677,8 +677,11 @@ class ChangeService:
         )
 
     def _record_outcome(self, request_id: str, outcome: VerificationOutcome) -> None:
+        """Every answer, probe and view behind the verdict, in one write (one per answer took half the time)."""
+        batch: list[NewEvent] = []
+
         def event(kind: EventKind, details: dict[str, EventValue]) -> None:
-            self._store.append(NewEvent(request_id, str(SYSTEM), kind, details))
+            batch.append(NewEvent(request_id, str(SYSTEM), kind, details))
 
         for result in outcome.report.results:
             event(EventKind.SERVER_CHECKED, {
@@ -701,6 +704,7 @@ class ChangeService:
                 "resolver": str(view.resolver), "follows": view.follows, "answer": view.description,
                 "remaining_ttl": view.remaining_ttl,
             })  # fmt: skip
+        self._store.append_many(batch)
 
     # --- crash recovery (service/recovery.py takes a stale request over, then calls resume) ---
 

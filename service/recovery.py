@@ -113,11 +113,10 @@ class Recovery:
         try:
             with self._claims.holding(request_id, claim.state):
                 leases = unrevoked_leases(self._store.events(request_id))
-                for lease in leases:
-                    self._store.append(NewEvent(request_id, str(SYSTEM), EventKind.LEASE_UNREVOKED, {
-                        "source": lease.source, "lease_id": lease.lease_id,
-                        "expires_at": lease.expires_at.isoformat() if lease.expires_at else None,
-                    }))  # fmt: skip
+                self._store.append_many([NewEvent(request_id, str(SYSTEM), EventKind.LEASE_UNREVOKED, {
+                    "source": lease.source, "lease_id": lease.lease_id,
+                    "expires_at": lease.expires_at.isoformat() if lease.expires_at else None,
+                }) for lease in leases])  # fmt: skip
                 self._notifier.progress(self._store.get(request_id), self._intro(claim, leases))
                 result = self._service.resume(request_id, self._notifier)
             log.info("recovery.finished", request_id=request_id, state=result.stored.state.value)

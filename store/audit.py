@@ -7,8 +7,8 @@ Every event is hashed as canonical JSON together with the hash of the event befo
 so editing, removing or reordering any event breaks every check after it. Appends take
 the one-row ``chain_head`` table's row lock (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite
 writers are already serialised by ``BEGIN IMMEDIATE``) inside the transaction that writes
-the event, so concurrent writers in any number of processes produce one chain with no gaps
-and no forks, and a refused write leaves no partial chain behind.
+the event (a batch of events takes it once), so concurrent writers in any number of processes
+produce one chain with no gaps and no forks, and a refused write leaves no partial chain behind.
 
 Verification reads the events with the raw database driver and rebuilds each canonical
 line with string formatting: the per-event cost stays within a few times that of sha256
@@ -62,6 +62,7 @@ __all__ = [
     "Checkpointer",
     "EventFilter",
     "Problem",
+    "append_all_chained",
     "append_chained",
     "at_text",
     "canonical_event",
@@ -106,10 +107,18 @@ def event_hash(prev_hash: str, line: str) -> str:
 
 
 def append_chained(conn: Connection, new: NewEvent, at: datetime, details_json: str) -> ChainHead:
-    """Append ``new`` to the chain inside the caller's write transaction; returns the new head.
+    """Append ``new`` to the chain inside the caller's write transaction; returns the new head."""
+    return append_all_chained(conn, [(new, at, details_json)])
 
-    The head row is locked first, so the sequence number and previous hash cannot change
-    before this transaction commits or rolls back (and a rollback takes the event with it).
+
+def append_all_chained(conn: Connection, batch: Sequence[tuple[NewEvent, datetime, str]]) -> ChainHead:
+    """Append each (event, time, canonical details JSON) of ``batch`` in order, inside the caller's
+    write transaction; returns the new head.
+
+    The head row is locked first, so the sequence numbers and previous hashes cannot change
+    before this transaction commits or rolls back (and a rollback takes every event with it).
+    A batch takes the lock once and writes its rows in one statement: the chain is the same
+    as appending them one by one.
     """
     row = conn.execute(
         select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == CHAIN_HEAD_ID).with_for_update()
@@ -119,24 +128,22 @@ def append_chained(conn: Connection, new: NewEvent, at: datetime, details_json: 
             "The audit chain has no head row, so no event can be recorded; nothing was changed.",
             hint="Run `breakglass db upgrade --config FILE` to finish the schema, then try again.",
         )
-    seq = int(row.seq) + 1
-    digest = event_hash(
-        row.hash, canonical_event(seq, new.request_id, new.actor, new.kind.value, details_json, at_text(at))
-    )
-    conn.execute(
-        insert(events).values(
-            seq=seq,
-            request_id=new.request_id,
-            actor=new.actor,
-            kind=new.kind.value,
-            details_json=details_json,
-            at=at,
-            prev_hash=row.hash,
-            hash=digest,
+    seq, prev = int(row.seq), str(row.hash)
+    rows = []
+    for new, at, details_json in batch:
+        seq += 1
+        digest = event_hash(
+            prev, canonical_event(seq, new.request_id, new.actor, new.kind.value, details_json, at_text(at))
         )
-    )
-    conn.execute(update(chain_head).where(chain_head.c.id == CHAIN_HEAD_ID).values(seq=seq, hash=digest))
-    return ChainHead(seq, digest)
+        rows.append({
+            "seq": seq, "request_id": new.request_id, "actor": new.actor, "kind": new.kind.value,
+            "details_json": details_json, "at": at, "prev_hash": prev, "hash": digest,
+        })  # fmt: skip
+        prev = digest
+    if rows:
+        conn.execute(insert(events), rows)
+        conn.execute(update(chain_head).where(chain_head.c.id == CHAIN_HEAD_ID).values(seq=seq, hash=prev))
+    return ChainHead(seq, prev)
 
 
 # --- incident tags ------------------------------------------------------------------------

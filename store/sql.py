@@ -10,7 +10,7 @@ transaction as the change it records (store/audit.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,7 @@ from core.models import (
 )
 from core.ports import StoredRequest, WorkClaim
 from core.states import RequestState, check_transition
-from store.audit import append_chained
+from store.audit import append_all_chained, append_chained
 from store.schema import approvals, change_requests, events
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -148,6 +148,13 @@ class SqlRequestStore:
     def append(self, event: NewEvent) -> None:
         with self._writing() as conn:
             self._insert_event(conn, event)
+
+    def append_many(self, events: Sequence[NewEvent]) -> None:
+        """Append ``events`` in order in one transaction: all of them, or (refused) none."""
+        if not events:
+            return
+        with self._writing() as conn:
+            append_all_chained(conn, [(new, _now(), _canonical_json(new.details)) for new in events])
 
     def set_anchor(self, request_id: str, anchor: str) -> None:
         """Remember where a front door shows this request; does not count as a state change."""

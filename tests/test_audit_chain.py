@@ -483,6 +483,57 @@ def test_refused_event_write_leaves_no_partial_chain_and_no_state_change(store: 
     assert log.verify().ok
 
 
+def _checks(request_id: str, count: int) -> list[NewEvent]:
+    """What one verification records: an answer per server and rrset (a probe and a view in between)."""
+    batch = [
+        NewEvent(request_id, SYSTEM, EventKind.SERVER_CHECKED, {"server": f"127.0.0.1:53{n:02d}", "served": True})
+        for n in range(count)
+    ]
+    batch.insert(1, NewEvent(request_id, SYSTEM, EventKind.PROBE_CHECKED, {"ok": True, "detail": "naïve ✓"}))
+    batch.append(NewEvent(request_id, SYSTEM, EventKind.RESOLVER_VIEW, {"resolver": "127.0.0.1:5399"}))
+    return batch
+
+
+def test_a_batch_is_chained_in_order_like_appends_one_by_one(store: SqlRequestStore) -> None:
+    request, _ = planned(store)
+    log = AuditLog(store._engine)
+    batch = _checks(request.id, 50)
+
+    store.append(NewEvent(request.id, SYSTEM, EventKind.APPLY_STARTED))
+    store.append_many(batch)
+    store.append_many([])  # nothing to write: no transaction, no event
+    store.append(NewEvent(request.id, SYSTEM, EventKind.VERIFIED))
+
+    recorded = store.events(request.id)
+    assert [(e.kind, e.details) for e in recorded[2:-1]] == [(e.kind, e.details) for e in batch]
+    assert [e.seq for e in recorded] == list(range(1, len(batch) + 4))
+    rows = _hashes(store._engine)
+    assert all(rows[i][1] == rows[i - 1][2] for i in range(1, len(rows)))
+    result = log.verify()
+    assert (result.ok, result.events) == (True, len(batch) + 3)
+    assert log.head() == ChainHead(len(batch) + 3, rows[-1][2])
+
+
+def test_a_refused_batch_leaves_nothing_behind(store: SqlRequestStore) -> None:
+    """One event the database refuses takes the whole batch with it: no partial chain (fail closed)."""
+    request, _ = planned(store)
+    log = AuditLog(store._engine)
+    _refuse_audit_writes_by(store._engine, "slack:U0REFUSED")
+    before = log.head()
+    batch = _checks(request.id, 10)
+    batch.insert(5, NewEvent(request.id, "slack:U0REFUSED", EventKind.SERVER_CHECKED, {"served": False}))
+
+    with pytest.raises(PersistenceError, match="nothing was changed"):
+        store.append_many(batch)
+
+    assert [e.kind for e in store.events(request.id)] == [EventKind.PLANNED]
+    assert log.head() == before
+    assert log.verify().ok
+    store.append_many(_checks(request.id, 2))  # the next batch continues the chain
+    assert log.head().seq == before.seq + 4
+    assert log.verify().ok
+
+
 # --- migration of events recorded before the chain ----------------------------------------------
 
 

@@ -28,10 +28,11 @@ from pydantic import SecretStr
 
 import bootstrap
 from bot.http import HttpServer
-from bot.ops import Metrics, Ops, Readiness, database_check, policy_check, vault_check
+from bot.ops import Metrics, ObservedStore, Ops, Readiness, database_check, policy_check, vault_check
 from cli.localstack import LocalStack
 from config import SlackSettings, load_config
 from config.logs import configure_logging
+from core.events import EventKind, NewEvent
 from core.records import RecordType
 from core.states import RequestState
 from providers.authoritative import DnsAuthoritativeQuerier
@@ -40,7 +41,8 @@ from sandbox.net import LOOPBACK, TcpForwarder, free_port, wait_until
 from sandbox.openbao import OpenBaoServer
 from sandbox.slack_signing import DEFAULT_CHANNEL, SlackClientSimulator, sign, slash_command_body
 from service.changes import ChangeService
-from store.sql import make_engine
+from store.sql import SqlRequestStore, make_engine
+from tests.test_store import make_request
 
 WAIT = 60.0  # a condition wait: passing flows return in milliseconds; only a stuck one waits this long
 
@@ -259,6 +261,29 @@ def test_metrics_count_requests_by_state_and_time_acks_apply_and_verification(bo
     assert bot.service.status(request_id).stored.state is RequestState.VERIFIED
     wait_until(lambda: bot.sample("breakglass_outbox_depth") == 0, WAIT, "the audit checkpoint to be delivered")
     assert bot.sample("breakglass_outbox_failed") == 0
+
+
+def test_the_metrics_see_every_event_of_a_batch(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    metrics = Metrics()
+    store = ObservedStore(SqlRequestStore(engine), metrics)
+    request, plan = make_request()
+    store.create(request, plan, NewEvent(request.id, "slack:U0ALICE", EventKind.PLANNED))
+    failed = [
+        NewEvent(request.id, "system", EventKind.PATH_FAILED, {"path": path, "kind": "ProviderError"})
+        for path in ("bind-primary", "bind-primary", "powerdns")
+    ]
+    try:
+        store.append_many([*failed, NewEvent(request.id, "system", EventKind.APPLIED, {"path": "powerdns"})])
+    finally:
+        engine.dispose()
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert sample("breakglass_path_failures_total", path="bind-primary", kind="ProviderError") == 2
+    assert sample("breakglass_path_failures_total", path="powerdns", kind="ProviderError") == 1
+    assert sample("breakglass_apply_seconds_count", path="powerdns") == 1
 
 
 def test_vault_down_is_not_ready_counts_a_path_failure_and_applies_nothing() -> None:
