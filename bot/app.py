@@ -1,13 +1,17 @@
 """The Bolt app: thin listeners that ack at once and hand slow work to lazy listeners.
 
-Every listener acks within milliseconds (``process_before_response=True``); planning,
-approving and applying run in lazy listeners after the ack, as Slack requires.
+Every listener acks within milliseconds (``process_before_response=True``); planning and
+approving run in lazy listeners after the ack, as Slack requires. Carrying a change out
+(apply and verify), rechecks and drills can take minutes: they run on a separate work pool,
+so a few slow verifications never hold up everyone else's commands and clicks on Bolt's
+small listener pool.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -43,6 +47,7 @@ from bot.modal import (
     submitted_channel,
 )
 from bot.notifier import SlackThreadNotifier
+from bot.ops import ContextExecutor
 from bot.outbox import SlackOutbox
 from bot.render import (
     APPROVE,
@@ -73,6 +78,10 @@ HELP = (
 )
 
 Lazy = Callable[..., None]
+Tell = Callable[[Any, dict[str, Any], str], None]
+
+# Changes carried out at once by one bot; more wait their turn on the work pool (none is lost).
+WORK_THREADS = 32
 
 
 def _slack_user(user_id: str) -> Principal:
@@ -106,6 +115,7 @@ def build_app(
     )
     notifier = SlackThreadNotifier(outbox, audit_channel, live=client)
     listeners = _Listeners(service, client, outbox, notifier, notify)
+    listeners.work = ContextExecutor(ThreadPoolExecutor(WORK_THREADS, thread_name_prefix="breakglass-work"))
     listeners.drills, listeners.readiness_reporter = drills, readiness_reporter
     app.command("/dns")(ack=listeners.ack_command, lazy=[listeners.run_command])
     app.action(APPROVE)(ack=_ack_only, lazy=[listeners.approve])
@@ -126,24 +136,28 @@ def _ack_only(ack: Ack) -> None:
     ack()
 
 
-def _guarded(tell: Callable[[Any, dict[str, Any], str], None]) -> Callable[[Lazy], Lazy]:
+def _telling(tell: Tell, listeners: Any, body: dict[str, Any], work: Callable[[], object], name: str) -> None:
+    """Run ``work``; turn any failure into a message to the person who acted."""
+    try:
+        work()
+    except BreakglassError as error:
+        tell(listeners, body, f":warning: {escape(error.user_text())}")
+    except Exception:
+        log.exception("listener.crashed", listener=name)
+        tell(
+            listeners,
+            body,
+            ":x: breakglass hit an internal error; nothing further was done. Check `/dns status` and the bot's logs.",
+        )
+
+
+def _guarded(tell: Tell) -> Callable[[Lazy], Lazy]:
     """Turn any failure of a lazy listener into a message to the person who acted."""
 
     def decorate(func: Lazy) -> Lazy:
         @functools.wraps(func)
         def wrapper(self: Any, body: dict[str, Any], **kwargs: Any) -> None:
-            try:
-                func(self, body, **kwargs)
-            except BreakglassError as error:
-                tell(self, body, f":warning: {escape(error.user_text())}")
-            except Exception:
-                log.exception("listener.crashed", listener=func.__name__)
-                tell(
-                    self,
-                    body,
-                    ":x: breakglass hit an internal error; nothing further was done. "
-                    "Check `/dns status` and the bot's logs.",
-                )
+            _telling(tell, self, body, lambda: func(self, body, **kwargs), func.__name__)
 
         return wrapper
 
@@ -169,6 +183,7 @@ def _tell_home_user(self: _Listeners, body: dict[str, Any], text: str) -> None:
 class _Listeners:
     drills: DrillRunner | None = None  # `/dns drill`; None: this bot does not run drills
     readiness_reporter: ReadinessReporter | None = None  # `/dns readiness`
+    work: Executor  # slow work: apply and verify, rechecks, drills
 
     def __init__(
         self,
@@ -240,7 +255,7 @@ class _Listeners:
         self.notifier.update_message(request_id)
         self.tell_requester_approved(outcome, _slack_user(body["user"]["id"]))
         if outcome.ready_to_apply:
-            self.service.execute(request_id, self.notifier)
+            self.carry_out(request_id, body, _tell_clicker)
 
     @_guarded(_tell_clicker)
     def emergency(self, body: dict[str, Any]) -> None:
@@ -255,7 +270,7 @@ class _Listeners:
             "This change is marked for mandatory post-incident review.",
         )
         if outcome.ready_to_apply:
-            self.service.execute(request_id, self.notifier)
+            self.carry_out(request_id, body, _tell_clicker)
 
     @_guarded(_tell_clicker)
     def deny(self, body: dict[str, Any]) -> None:
@@ -264,9 +279,19 @@ class _Listeners:
         self.notifier.update_message(request_id)
         self.tell_requester_denied(request_id, _slack_user(body["user"]["id"]))
 
-    @_guarded(_tell_clicker)
     def recheck(self, body: dict[str, Any]) -> None:
-        self.service.recheck(body["actions"][0]["value"], _slack_user(body["user"]["id"]), self.notifier)
+        request_id, person = body["actions"][0]["value"], _slack_user(body["user"]["id"])
+        self.in_background(
+            "recheck", _tell_clicker, body, lambda: self.service.recheck(request_id, person, self.notifier)
+        )
+
+    def carry_out(self, request_id: str, body: dict[str, Any], tell: Tell) -> None:
+        """Apply and verify on the work pool; failures reach the person whose approval completed it."""
+        self.in_background("execute", tell, body, lambda: self.service.execute(request_id, self.notifier))
+
+    def in_background(self, name: str, tell: Tell, body: dict[str, Any], work: Callable[[], object]) -> None:
+        """Slow work (up to the verification timeout, or a drill) leaves Bolt's few listener threads free."""
+        self.work.submit(_telling, tell, self, body, work, name)
 
     @_guarded(_tell_clicker)
     def rollback(self, body: dict[str, Any]) -> None:
@@ -285,10 +310,14 @@ class _Listeners:
             return
         if self.drills is None:
             raise BreakglassError("This bot does not run drills.", hint="Run `breakglass drill` instead.")
-        report = self.drills.run(user, DrillRequest(parsed.zone, parsed.path, parsed.simulate_primary_outage))
-        icon = ":white_check_mark:" if report.passed else ":x:"
-        text = f"{icon} {who(user)} ran a drill.\n```{escape(report.to_text())}```"
-        self.outbox.post(body["channel_id"], text)
+        drills = self.drills
+
+        def drill() -> None:
+            report = drills.run(user, DrillRequest(parsed.zone, parsed.path, parsed.simulate_primary_outage))
+            icon = ":white_check_mark:" if report.passed else ":x:"
+            self.outbox.post(body["channel_id"], f"{icon} {who(user)} ran a drill.\n```{escape(report.to_text())}```")
+
+        self.in_background("drill", _tell_command, body, drill)
 
     def start_rollback(self, request_id: str, user: Principal, channel: str) -> None:
         stored = self.service.request_rollback(request_id, user)
@@ -372,7 +401,7 @@ class _Listeners:
         self.tell_requester_approved(outcome, user)
         self.publish_home(user.id)
         if outcome.ready_to_apply:
-            self.service.execute(request_id, self.notifier)
+            self.carry_out(request_id, body, _tell_home_user)
 
     @_guarded(_tell_home_user)
     def home_deny(self, body: dict[str, Any]) -> None:
