@@ -7,7 +7,9 @@ the requirement is their strictest combination:
 - eligible approvers: people eligible under *every* matched rule (intersection), never the requester;
 - groups that must be represented: all of them (union);
 - expiry: the shortest;
-- emergency self-approval: only if *every* matched rule allows it to the requester.
+- emergency self-approval: only if *every* matched rule allows it to the requester;
+- the "too much change" limit: the smallest ``max_change_fraction`` (enforced when planning, since it
+  needs the zone's size; a rollback puts back what was served before, so it has none).
 
 Approvals are counted per person, not per principal: the same person approving once in Slack and once
 with a signed statement counts once.
@@ -25,6 +27,7 @@ from datetime import datetime, timedelta
 
 from approvals.policy import Person, Policy, Rule
 from core.errors import ApprovalRefused, InvalidInput, RefusalReason, SafetyRefused
+from core.limits import ChangeLimit
 from core.models import Approval, ChangeRequest, Principal, RecordEdit, RequestKind
 from core.records import RecordType, target_host
 
@@ -62,6 +65,7 @@ class Requirement:
     rollback_count: int  # what a rollback of this change will need
     sealed_count: int  # approvals before a sealed-envelope (Vault-down) credential may be opened
     drill: bool = False
+    change_limit: ChangeLimit | None = None  # how much of the zone it may update or delete; None: unlimited
 
     def expires_at(self, request: ChangeRequest) -> datetime:
         return request.created_at + timedelta(seconds=self.expires_after)
@@ -331,7 +335,16 @@ def _combine(policy: Policy, request: ChangeRequest, person: Person, rules: list
         rollback_count=max(r.approvals.rollback_count for r in rules),
         sealed_count=max(r.approvals.sealed_count for r in rules),
         drill=drill,
+        change_limit=None if request.kind is RequestKind.ROLLBACK else _change_limit(policy, rules),
     )
+
+
+def _change_limit(policy: Policy, rules: list[Rule]) -> ChangeLimit:
+    """The strictest matched rule's share of the zone; messages name the rule(s) it comes from."""
+    fractions = {rule.name: policy.max_change_fraction(rule) for rule in rules}
+    strictest = min(fractions.values())
+    binding = tuple(name for name, fraction in fractions.items() if fraction == strictest)
+    return ChangeLimit(strictest, policy.safety.min_zone_rrsets, binding)
 
 
 def _check_satisfiable(requirement: Requirement) -> None:

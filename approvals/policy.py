@@ -13,6 +13,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Literal
 
 import yaml
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import InvalidInput
+from core.limits import DEFAULT_MAX_CHANGE_FRACTION, DEFAULT_MIN_ZONE_RRSETS
 from core.models import Principal, PrincipalSource
 from core.records import RecordType, normalize_name
 
@@ -247,9 +249,18 @@ class Rule:
     require_reason: bool
     ticket: re.Pattern[str] | None  # searched in the reason
     emergency: Emergency | None
+    max_change_fraction: Fraction | None  # None: the policy's `safety` default
 
     def matches(self, zone: str, name: str, rtype: RecordType) -> bool:
         return zone == self.zone and rtype in self.types and any(p.matches(name) for p in self.names)
+
+
+@dataclass(frozen=True)
+class Safety:
+    """The policy-wide "too much change" limit (core/limits.py); a rule may set its own fraction."""
+
+    max_change_fraction: Fraction
+    min_zone_rrsets: int
 
 
 @dataclass(frozen=True)
@@ -259,6 +270,11 @@ class Policy:
     people: tuple[Person, ...]
     groups: tuple[Group, ...]
     rules: tuple[Rule, ...]
+    safety: Safety
+
+    def max_change_fraction(self, rule: Rule) -> Fraction:
+        """The share of a zone's rrsets one request under ``rule`` may update or delete."""
+        return self.safety.max_change_fraction if rule.max_change_fraction is None else rule.max_change_fraction
 
     def person_by_slack(self, user_id: str) -> Person | None:
         return next((p for p in self.people if p.slack_id == user_id), None)
@@ -340,6 +356,15 @@ class _RawEmergency(_Strict):
     groups: list[str] | None = None
 
 
+def _fraction_field(default: float | None) -> Any:
+    return Field(default=default, gt=0, le=1, allow_inf_nan=False)
+
+
+class _RawSafety(_Strict):
+    max_change_fraction: float = _fraction_field(float(DEFAULT_MAX_CHANGE_FRACTION))
+    min_zone_rrsets: int = Field(default=DEFAULT_MIN_ZONE_RRSETS, ge=1, le=10_000_000)
+
+
 class _RawRule(_Strict):
     name: str = Field(min_length=1)
     zone: str
@@ -353,6 +378,7 @@ class _RawRule(_Strict):
     require_reason: bool = True
     ticket: str | None = None
     emergency: _RawEmergency | None = None
+    max_change_fraction: float | None = _fraction_field(None)
 
 
 class _RawPolicy(_Strict):
@@ -360,6 +386,7 @@ class _RawPolicy(_Strict):
     people: list[_RawPerson] = Field(min_length=1)
     groups: dict[str, list[str]]
     rules: list[_RawRule] = Field(min_length=1)
+    safety: _RawSafety = _RawSafety()
 
 
 class _NoDuplicatesLoader(yaml.SafeLoader):
@@ -458,6 +485,9 @@ def _schema_problem(error: Any, document: dict[Any, Any]) -> str:
         "string_type": "must be text",
         "int_type": "must be a whole number (without quotes)",
         "bool_type": "must be true or false",
+        "float_type": "must be a number such as 0.3 (without quotes)",
+        "finite_number": "must be a finite number such as 0.3",
+        "greater_than": f"must be more than {context.get('gt')}",
         "too_short": f"must list at least {context.get('min_length')}",
         "string_too_short": "must not be empty",
         "greater_than_equal": f"must be at least {context.get('ge')}",
@@ -502,7 +532,13 @@ def _build(raw: _RawPolicy, source: str, sha256: str, problems: list[str]) -> Po
         rule = _build_rule(raw_rule, where, known_groups, problems)
         if rule is not None:
             rules.append(rule)
-    return Policy(source, sha256, people, tuple(groups), tuple(rules))
+    safety = Safety(_fraction(raw.safety.max_change_fraction), raw.safety.min_zone_rrsets)
+    return Policy(source, sha256, people, tuple(groups), tuple(rules), safety)
+
+
+def _fraction(value: float) -> Fraction:
+    """The fraction as written (``0.3`` is 3/10, not the nearest binary float), so limits compare exactly."""
+    return Fraction(str(value))
 
 
 def _build_people(raw_people: list[_RawPerson], problems: list[str]) -> Iterator[Person]:
@@ -610,6 +646,7 @@ def _build_rule(raw: _RawRule, where: str, known_groups: set[str], problems: lis
         require_reason=raw.require_reason,
         ticket=ticket,
         emergency=emergency,
+        max_change_fraction=None if raw.max_change_fraction is None else _fraction(raw.max_change_fraction),
     )
 
 

@@ -26,6 +26,7 @@ import urllib3.exceptions
 
 from core.credentials import ApiKey, Credentials
 from core.errors import ConflictError, ProviderError
+from core.limits import UNCOUNTED_TYPES
 from core.models import RRsetChange
 from core.records import RecordType, RRset, is_subdomain, normalize_name
 from providers.dnswire import Unrepresentable, from_rdataset, rdatatype, to_rdata
@@ -92,6 +93,11 @@ class PowerDnsApiPath:
             asked: self._rrset(current.get((name, rtype.value)), name, rtype)
             for asked, (name, rtype) in zip(keys, wanted, strict=True)
         }
+
+    def count_rrsets(self, up_to: int, credentials: Credentials | None = None) -> int | None:
+        """How many rrsets the zone holds (not its SOA; disabled ones are not served), from one GET of the zone."""
+        held = self._get(self._key(credentials), {}, in_apply=False)
+        return min(up_to, sum(1 for _, rtype in held if rtype not in UNCOUNTED_TYPES))
 
     def apply(self, changes: Sequence[RRsetChange], credentials: Credentials) -> None:
         if not changes:

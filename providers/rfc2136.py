@@ -9,7 +9,8 @@ only; RFC2136 cannot express "with this TTL".
 from __future__ import annotations
 
 import binascii
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Generator, Sequence
 
 import dns.exception
 import dns.flags
@@ -26,6 +27,7 @@ import dns.update
 
 from core.credentials import Credentials, TsigAlgorithm, TsigKey
 from core.errors import ConflictError, ProviderError
+from core.limits import UNCOUNTED_TYPES
 from core.models import RRsetChange
 from core.records import RecordType, RRset, is_subdomain, normalize_name
 from core.verification import ServerAddress
@@ -119,15 +121,38 @@ class Rfc2136Path:
                 ) from None
         return found
 
+    def count_rrsets(self, up_to: int, credentials: Credentials | None = None) -> int | None:
+        """How many rrsets the zone holds (not its SOA or DNSSEC data), from a zone transfer.
+
+        Counting stops at ``up_to``, so a large zone is not transferred whole to check a small
+        request. None if the primary hands no zone over. Like ``read``, it needs no key.
+        """
+        counted: set[tuple[dns.name.Name, int]] = set()
+        try:
+            with contextlib.closing(self._zone_messages()) as messages:
+                for message in messages:
+                    for rrset in message.answer:
+                        if dns.rdatatype.to_text(rrset.rdtype) not in UNCOUNTED_TYPES:
+                            counted.add((rrset.name, int(rrset.rdtype)))
+                        if len(counted) >= up_to:
+                            return up_to
+        except (dns.exception.DNSException, OSError, EOFError, ValueError):
+            return None
+        return len(counted)
+
+    def _zone_messages(self) -> Generator[dns.message.Message, None, None]:
+        """The AXFR from the primary, message by message (unsigned, like every read)."""
+        yield from dns.query.xfr(
+            self.server.host, self.zone, port=self.server.port, timeout=self.timeout_seconds,
+            lifetime=self.timeout_seconds, relativize=False,
+        )  # fmt: skip
+
     def _transfer(self, budget: int) -> dict[tuple[dns.name.Name, int], dns.rdataset.Rdataset] | None:
         """The zone's rrsets by AXFR from the primary; None if it hands none over or holds more than ``budget``."""
         held: dict[tuple[dns.name.Name, int], dns.rdataset.Rdataset] = {}
         records = 0
         try:
-            for message in dns.query.xfr(
-                self.server.host, self.zone, port=self.server.port, timeout=self.timeout_seconds,
-                lifetime=self.timeout_seconds, relativize=False,
-            ):  # fmt: skip
+            for message in self._zone_messages():
                 for rrset in message.answer:
                     records += len(rrset)
                     if records > budget:

@@ -17,7 +17,7 @@ the bot never use this path.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ import structlog
 
 from core.credentials import AwsCredentials, Credentials
 from core.errors import BreakglassError, ConflictError, InvalidInput, ProviderError
+from core.limits import UNCOUNTED_TYPES
 from core.models import RRsetChange
 from core.records import RecordType, RRset, is_subdomain, normalize_name
 
@@ -150,6 +151,18 @@ class Route53Path:
             for asked, (name, rtype) in zip(keys, wanted, strict=True)
         }
 
+    def count_rrsets(self, up_to: int, credentials: Credentials | None = None) -> int | None:
+        """How many rrsets the hosted zone holds (not its SOA), listing only the pages it takes to reach ``up_to``."""
+        creds = self._credentials(credentials)
+        client = self._client(creds)
+        self._ensure_zone_id(client, creds, in_apply=False)
+        counted: set[tuple[str, str]] = set()  # weighted or latency records share a name and type: one rrset
+        for page in self._pages(client, creds, in_apply=False):
+            counted |= {(i["Name"], i["Type"]) for i in page["ResourceRecordSets"] if i["Type"] not in UNCOUNTED_TYPES}
+            if len(counted) >= up_to:
+                return up_to
+        return len(counted)
+
     def apply(self, changes: Sequence[RRsetChange], credentials: Credentials) -> None:
         """Re-read and compare, then submit the batch(es) and wait for INSYNC; see ``last_apply``.
 
@@ -265,7 +278,7 @@ class Route53Path:
         self._ensure_zone_id(client, creds, in_apply)
         keys = {(name, rtype.value) for name, rtype in wanted}
         if len(wanted) >= _WHOLE_ZONE_FROM:
-            items = [item for page in self._list(client, creds, in_apply) for item in page["ResourceRecordSets"]]
+            items = [item for page in self._pages(client, creds, in_apply) for item in page["ResourceRecordSets"]]
             return _by_key(items, keys)
         found: dict[tuple[str, str], _Current] = {}
         for name, rtype in wanted:  # a lookup also returns the rrsets that sort after: keep only its own
@@ -281,8 +294,8 @@ class Route53Path:
             found.update(_by_key(page["ResourceRecordSets"], {(name, rtype.value)}))
         return found
 
-    def _list(self, client: Any, creds: AwsCredentials, in_apply: bool) -> list[dict[str, Any]]:
-        pages: list[dict[str, Any]] = []
+    def _pages(self, client: Any, creds: AwsCredentials, in_apply: bool) -> Iterator[dict[str, Any]]:
+        """The hosted zone's listing, one page (up to 300 rrsets) at a time."""
         start: dict[str, str] = {}
         while True:
             page = self._call(
@@ -293,9 +306,9 @@ class Route53Path:
                 MaxItems="300",
                 **start,
             )
-            pages.append(page)
+            yield page
             if not page.get("IsTruncated"):
-                return pages
+                return
             start = {"StartRecordName": page["NextRecordName"], "StartRecordType": page["NextRecordType"]}
             if page.get("NextRecordIdentifier"):
                 start["StartRecordIdentifier"] = page["NextRecordIdentifier"]

@@ -243,19 +243,19 @@ class ChangeService:
         zone = self.zones.get(request.zone)
         try:
             policy = self._policy_in_force()
-            check_request(policy, request, request.requester)
-        except (ApprovalRefused, SafetyRefused, InvalidInput) as refusal:
+            limit = check_request(policy, request, request.requester).change_limit
+            plan = self._through_any_path(
+                request.id, zone, lambda route, creds: make_plan(
+                    request.id, request.zone, route.path, request.edits, creds, policy=policy.sha256, limit=limit
+                ),
+            )  # fmt: skip
+        except (ApprovalRefused, SafetyRefused, InvalidInput) as refusal:  # planning's refusals too (change limit)
             reason = refusal.reason.value if isinstance(refusal, ApprovalRefused) else type(refusal).__name__
             self._store.append(NewEvent(request.id, str(request.requester), EventKind.REQUEST_REFUSED, {
                 "reason": reason, "message": refusal.user_text(), "zone": request.zone,
             }))  # fmt: skip
             log.info("request.refused", request_id=request.id, requester=str(request.requester), reason=reason)
             raise
-        plan = self._through_any_path(
-            request.id, zone, lambda route, creds: make_plan(
-                request.id, request.zone, route.path, request.edits, creds, policy=policy.sha256
-            ),
-        )  # fmt: skip
         details: dict[str, EventValue] = {"digest": plan.digest(), "path": plan.path, "kind": request.kind.value}
         stored = self._store.create(
             request, plan, NewEvent(request.id, str(request.requester), EventKind.PLANNED, details)

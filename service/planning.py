@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from typing import Protocol, runtime_checkable
 
 from core.credentials import Credentials
 from core.errors import ConflictError, SafetyRefused
+from core.limits import ChangeLimit, percent
 from core.models import Plan, RecordEdit, RRsetChange
 from core.ports import ChangePath
 from core.records import RecordType, RRset
@@ -27,6 +29,17 @@ class BatchReader(Protocol):
     def read_many(
         self, keys: Sequence[RRsetKey], credentials: Credentials | None = None
     ) -> dict[RRsetKey, RRset | None]: ...
+
+
+@runtime_checkable
+class ZoneCounter(Protocol):
+    """A change path that can count the rrsets of its zone (one zone listing, one AXFR), for the change limit."""
+
+    def count_rrsets(self, up_to: int, credentials: Credentials | None = None) -> int | None:
+        """The zone's rrsets without its SOA and DNSSEC data (core/limits.py), counted no further than ``up_to``.
+
+        None when this path cannot list the zone (e.g. the primary refuses breakglass a zone transfer).
+        """
 
 
 def reader(path: ChangePath, keys: Sequence[RRsetKey], credentials: Credentials | None = None) -> Reader:
@@ -100,8 +113,12 @@ def make_plan(
     credentials: Credentials | None = None,
     *,
     policy: str = "",
+    limit: ChangeLimit | None = None,
 ) -> Plan:
-    """Read the current rrsets through ``path`` and diff them against ``edits``."""
+    """Read the current rrsets through ``path`` and diff them against ``edits``.
+
+    ``limit``: the policy's "too much change" limit for this request; None checks none (previews, rollbacks).
+    """
     check_safety(zone, edits)
     deleting = {(e.name, e.rtype) for e in edits if e.after is None}
     deleting_names = {name for name, _ in deleting}
@@ -123,9 +140,47 @@ def make_plan(
             state = "does not exist" if before is None else f"already serves {before.describe()}"
             raise SafetyRefused(f"Nothing to change: {edit.name} {edit.rtype} {state}.")
         changes.append(RRsetChange(edit.name, edit.rtype, before, edit.after))
+    if limit is not None:
+        check_change_limit(zone, path, changes, limit, credentials)
     # Deletes first, as octoDNS does: frees names before anything new is put on them.
     changes.sort(key=lambda c: (c.after is not None, c.name, c.rtype))
     return Plan(request_id=request_id, zone=zone, path=path.name, changes=tuple(changes), policy=policy)
+
+
+def check_change_limit(
+    zone: str, path: ChangePath, changes: Sequence[RRsetChange], limit: ChangeLimit, credentials: Credentials | None
+) -> None:
+    """Refuse a plan that updates or deletes too large a share of the zone's rrsets in one go.
+
+    The zone is counted through ``path`` only when its size matters: a plan touching at most
+    ``limit.always_allowed()`` existing rrsets passes in any zone. A path that cannot count the zone
+    fails closed.
+    """
+    changed = sum(1 for c in changes if c.before is not None)
+    if not limit.needs_zone_size(changed):
+        return
+    rules = f"polic{'ies' if len(limit.rules) > 1 else 'y'} rule {', '.join(limit.rules)}"
+    bulk = "ask a policy owner for a rule that allows bulk changes of these records (`max_change_fraction`)"
+    counted = path.count_rrsets(limit.enough(changed), credentials) if isinstance(path, ZoneCounter) else None
+    if counted is None:
+        raise SafetyRefused(
+            f"This request would update or delete {changed} existing rrsets of zone {zone}, but change path "
+            f"{path.name} cannot list the zone, so it cannot be checked against the limit of {rules} "
+            f"(at most {percent(limit.max_fraction)} of a zone's rrsets in one request).",
+            hint=f"Split it into requests of at most {limit.always_allowed()} updated or deleted rrsets, "
+            f"let breakglass list the zone (for RFC2136: allow it zone transfers), or {bulk}.",
+        )
+    zone_rrsets = max(counted, changed)  # the listing cannot hold fewer than the rrsets being replaced
+    if limit.allows(changed, zone_rrsets):
+        return
+    most = limit.most(zone_rrsets)
+    split = f"Split it into requests of at most {most} updated or deleted rrsets (new records do not count), or"
+    raise SafetyRefused(
+        f"Too much change at once: this request would update or delete {changed} of the {zone_rrsets} rrsets "
+        f"in zone {zone} ({percent(Fraction(changed, zone_rrsets))}); {rules} allows at most "
+        f"{percent(limit.max_fraction)} ({most} of {zone_rrsets}) in one request.",
+        hint=f"{split} for a pre-agreed bulk failover, {bulk}." if most else f"For a pre-agreed bulk failover, {bulk}.",
+    )
 
 
 def already_applied(plan: Plan, path: ChangePath, credentials: Credentials | None = None) -> bool:
