@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from bench._common import console, percentile, save, show
+from bench._common import BULK_FAILOVER_RULES, console, percentile, save, show
 from cli.localstack import SEED, LocalStack
 from core.models import Principal, PrincipalSource, RecordEdit
 from core.ports import StoredRequest
@@ -206,7 +206,14 @@ secret_id_file = "{stack.workdir / "api-secret-id"}"
         return path, extra
 
     stack = exit.enter_context(
-        LocalStack(vault=vault, powerdns=True, seed=seed(count), configure=configure, verify_timeout=60)
+        LocalStack(
+            vault=vault,
+            powerdns=True,
+            seed=seed(count),
+            configure=configure,
+            verify_timeout=60,
+            policy_rules=BULK_FAILOVER_RULES,
+        )
     )
     port = int(stack.pdns.api_url.rsplit(":", 1)[1])
     provider = {
@@ -220,7 +227,9 @@ secret_id_file = "{stack.workdir / "api-secret-id"}"
 
 
 def bind_backend(exit: ExitStack, vault: OpenBaoServer, count: int, work: Path) -> Backend:
-    stack = exit.enter_context(LocalStack(vault=vault, seed=seed(count), verify_timeout=60))
+    stack = exit.enter_context(
+        LocalStack(vault=vault, seed=seed(count), verify_timeout=60, policy_rules=BULK_FAILOVER_RULES)
+    )
     provider = {
         "class": "octodns_bind.Rfc2136Provider",
         "host": "127.0.0.1",
@@ -297,7 +306,9 @@ secret_id_file = "{stack.workdir / "aws-secret-id"}"
 
     # moto serves no DNS: the stack's BIND pair stands in as "authoritative servers" and never
     # serves these records, so the service's own DNS verification fails fast and is not timed.
-    stack = exit.enter_context(LocalStack(vault=vault, configure=configure, verify_timeout=0.05))
+    stack = exit.enter_context(
+        LocalStack(vault=vault, configure=configure, verify_timeout=0.05, policy_rules=BULK_FAILOVER_RULES)
+    )
     zone_id = aws.hosted_zone_id
 
     def read_back() -> float:

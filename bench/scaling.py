@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from bench._common import console, percentile, save, show
+from bench._common import BULK_FAILOVER_RULES, console, percentile, save, show
 from bench._floor import floor_change
 from cli.localstack import SEED, LocalStack
 from core.models import Principal, PrincipalSource, RecordEdit
@@ -184,7 +184,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     levels = [int(c) for c in args.concurrency.split(",") if c]
     seed = SEED + tuple((name(i), "A", TTL, value(0, i)) for i in range(max(sizes + levels)))
-    with LocalStack(seed=seed, verify_timeout=60.0) as stack:
+    with LocalStack(seed=seed, verify_timeout=60.0, policy_rules=BULK_FAILOVER_RULES) as stack:
         driver = Driver(stack)
         driver.one([0], 1)  # warm-up
         sizes_result = by_size(stack, driver, sizes, args.runs)
