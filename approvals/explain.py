@@ -8,8 +8,10 @@ group or person references are not warnings: they are load errors (PolicyError),
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 from approvals.policy import Person, Policy, Rule, format_duration
+from core.limits import percent
 from core.records import RecordType
 
 _TARGETED = {
@@ -45,6 +47,8 @@ class RuleReport:
     drill_count: int
     expires_after: int
     emergency: tuple[str, ...] | None  # people who may self-approve; None when the rule has no clause
+    max_change_fraction: Fraction  # of a zone's rrsets one request may update or delete
+    min_zone_rrsets: int
 
     def describe(self) -> str:
         must = f", at least one from {' and '.join(self.must_include)}" if self.must_include else ""
@@ -55,8 +59,17 @@ class RuleReport:
             f"  needs: {self.count} approver(s){must}; rollback {self.rollback_count}; drill {self.drill_count}; "
             f"expires after {format_duration(self.expires_after)}",
             f"  emergency self-approval: {', '.join(self.emergency) if self.emergency is not None else 'no'}",
+            f"  too much change: {self._limit()}",
         ]
         return "\n".join(lines)
+
+    def _limit(self) -> str:
+        if self.max_change_fraction >= 1:
+            return "no limit (bulk changes allowed)"
+        return (
+            f"refused above {percent(self.max_change_fraction)} of a zone's rrsets updated or deleted in one request "
+            f"(zones of {self.min_zone_rrsets} or more)"
+        )
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,8 @@ def _report(policy: Policy, rule: Rule) -> RuleReport:
         drill_count=spec.drill_count,
         expires_after=rule.expires_after,
         emergency=_names(policy.members(rule.emergency.groups)) if rule.emergency is not None else None,
+        max_change_fraction=policy.max_change_fraction(rule),
+        min_zone_rrsets=policy.safety.min_zone_rrsets,
     )
 
 

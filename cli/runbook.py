@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 
 from core.errors import BreakglassError, InvalidInput
+from core.limits import percent
 
 if TYPE_CHECKING:
     from approvals.policy import Policy, Rule
@@ -177,6 +178,14 @@ def _rule(policy: Policy, rule: Rule) -> RuleEntry:
         limits.append("targets in " + (", ".join(str(h) for h in rule.targets.hosts) or "nothing"))
     if rule.ticket is not None:
         limits.append(f"the reason must hold a ticket matching {rule.ticket.pattern}")
+    fraction = policy.max_change_fraction(rule)
+    if fraction < 1:
+        limits.append(
+            f"at most {percent(fraction)} of the zone's rrsets updated or deleted per request "
+            f"(zones of {policy.safety.min_zone_rrsets} or more)"
+        )
+    else:
+        limits.append("bulk changes allowed (no share-of-zone limit)")
     emergency = "not allowed"
     if rule.emergency is not None:
         who = ", ".join(sorted(p.name for p in policy.members(rule.emergency.groups))) or "nobody"

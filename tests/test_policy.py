@@ -2,6 +2,7 @@
 
 import contextlib
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from approvals.explain import explain
 from approvals.matching import Requirement, check_request
-from approvals.policy import Policy, PolicyError, load_policy
+from approvals.policy import Policy, PolicyError, Safety, load_policy
 from approvals.signing import generate_signing_key
 from core.errors import ApprovalRefused, InvalidInput, RefusalReason, SafetyRefused
 from core.models import Approval, ChangeRequest, Principal, PrincipalSource, RecordEdit, RequestKind
@@ -121,7 +122,9 @@ def refusal(call: object) -> RefusalReason:
 
 def test_the_documented_example_loads_and_passes_its_own_check() -> None:
     example = load_policy(EXAMPLE.read_bytes(), source=str(EXAMPLE))
-    assert [r.name for r in example.rules] == ["web-failover", "acme-challenge", "mail", "drills"]
+    assert [r.name for r in example.rules] == ["web-failover", "web-pool-failover", "acme-challenge", "mail", "drills"]
+    assert example.safety == Safety(Fraction(3, 10), 10)
+    assert [example.max_change_fraction(r) for r in example.rules[:2]] == [Fraction(3, 10), Fraction(1)]
     report = explain(example)
     assert report.warnings == ()
     web = report.rules[0]
@@ -182,6 +185,11 @@ def test_unknown_groups_and_people_are_errors_not_guesses() -> None:
         ("name: mail", "name: web", "rules[1] (web).name: another rule is already called `web`"),
         ("count: 3,", "count: 0,", "rules[1] (mail).approvals.count: must be at least 1"),
         ("approvers: [sre, netops]", "approvers: []", "rules[1] (mail).approvals.approvers: must list at least 1"),
+        ("expires_after: 10m", "max_change_fraction: 1.5", "rules[1] (mail).max_change_fraction: must be at most 1"),
+        ("expires_after: 10m", "max_change_fraction: 0", "rules[1] (mail).max_change_fraction: must be more than 0"),
+        ("expires_after: 10m", 'max_change_fraction: "0.3"', "(mail).max_change_fraction: must be a number such as"),
+        ("expires_after: 10m", "max_change_fraction: .nan", "(mail).max_change_fraction: must be a finite number"),
+        ("expires_after: 10m", "max_change_fraction: true", "(mail).max_change_fraction: must be a number such as"),
     ],
 )
 def test_rule_problems_say_where_and_what(old: str, new: str, expected: str) -> None:
@@ -212,6 +220,44 @@ def test_a_broken_key_is_reported() -> None:
 )
 def test_file_level_problems(text: str, expected: str) -> None:
     assert expected in problems_of(text)
+
+
+@pytest.mark.parametrize(
+    ("safety", "expected"),
+    [
+        ("{max_change: 0.3}", "safety.max_change: unknown key"),
+        ("{max_change_fraction: 30}", "safety.max_change_fraction: must be at most 1"),
+        ("{max_change_fraction: -0.3}", "safety.max_change_fraction: must be more than 0"),
+        ("{min_zone_rrsets: 0}", "safety.min_zone_rrsets: must be at least 1"),
+        ("{min_zone_rrsets: 2.5}", "safety.min_zone_rrsets: must be a whole number"),
+        ("30%", "safety: must be a mapping"),
+    ],
+)
+def test_safety_problems_say_where_and_what(safety: str, expected: str) -> None:
+    assert expected in problems_of(PEOPLE + f"safety: {safety}\n" + RULES)
+
+
+def test_the_change_limit_defaults_to_octodns_and_is_read_exactly_as_written() -> None:
+    default = policy()
+    assert default.safety == Safety(Fraction(3, 10), 10)  # 0.3 is 3/10, not the nearest binary float
+    assert all(r.max_change_fraction is None for r in default.rules)
+    tuned = policy(people=PEOPLE + "safety: {max_change_fraction: 0.1, min_zone_rrsets: 25}\n")
+    assert tuned.safety == Safety(Fraction(1, 10), 25)
+    bulk = policy(RULES.replace("expires_after: 10m", "expires_after: 10m\n    max_change_fraction: 1"))
+    assert [bulk.max_change_fraction(r) for r in bulk.rules] == [Fraction(3, 10), Fraction(1), Fraction(3, 10)]
+
+
+def test_the_change_limit_is_the_strictest_matched_rule_and_rollbacks_have_none() -> None:
+    rules = RULES.replace("approvers: [sre, netops]", "approvers: [sre, netops, security]").replace(
+        "expires_after: 10m", "expires_after: 10m\n    max_change_fraction: 1.0"
+    )
+    mx = set_("example.com", RecordType.MX, "10 mx1.mail.example.com")
+    mail_only = check_request(policy(rules), request(mx), ALICE).change_limit
+    assert mail_only is not None and (mail_only.max_fraction, mail_only.rules) == (Fraction(1), ("mail",))
+    both = check_request(policy(rules), request(WWW, mx), ALICE).change_limit
+    assert both is not None and (both.max_fraction, both.rules, both.min_zone_rrsets) == (Fraction(3, 10), ("web",), 10)
+    rollback = check_request(policy(rules), request(WWW, mx, kind=RequestKind.ROLLBACK), ALICE)
+    assert rollback.change_limit is None  # it puts back what an approved change replaced
 
 
 def test_duplicate_yaml_keys_inside_rules_are_refused_with_a_line_number() -> None:
@@ -598,6 +644,26 @@ def _replace_at(document: object, path: list[int], value: object) -> object:
 def test_load_policy_only_ever_raises_policy_error_on_junk(text: str | bytes) -> None:
     with contextlib.suppress(PolicyError):
         load_policy(text, source="fuzz.yaml")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(["top", "rule"]),
+    st.sampled_from(["max_change_fraction", "min_zone_rrsets"]),
+    _values | st.floats() | st.decimals(allow_nan=False).map(str),
+)
+def test_a_change_limit_loads_within_bounds_or_is_a_policy_error(where: str, key: str, value: object) -> None:
+    document = yaml.safe_load(EXAMPLE.read_text())
+    target = document["safety"] if where == "top" else document["rules"][0]
+    target[key] = value
+    try:
+        loaded = load_policy(yaml.safe_dump(document), source="fuzz.yaml")
+    except PolicyError as error:
+        assert "max_change_fraction" in error.message or "min_zone_rrsets" in error.message
+        return
+    assert 0 < loaded.safety.max_change_fraction <= 1 and loaded.safety.min_zone_rrsets >= 1
+    assert all(0 < loaded.max_change_fraction(r) <= 1 for r in loaded.rules)
+    explain(loaded)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -33,7 +33,7 @@ def test_a_signed_policy_verifies_and_loads() -> None:
     assert verification.ok and verification.key_id == OWNER.key_id
     assert verification.message == f"the policy is signed by trusted key {OWNER.key_id}."
     policy = load_verified_policy(EXAMPLE, signature, [OWNER.public_openssh], source="policy.yaml")
-    assert len(policy.rules) == 4
+    assert len(policy.rules) == 5
     document = json.loads(signature)
     assert document["format"] == "breakglass-policy-signature-v1" and document["key_id"] == OWNER.key_id
 

@@ -60,6 +60,7 @@ rules:
     approvals:
       count: 1
       approvers: [netops]
+    max_change_fraction: 1.0
   - name: other-zone
     zone: other.test
     requesters: [sre]
@@ -181,6 +182,8 @@ def test_every_rule_names_its_requesters_and_approver_groups(markdown: str) -> N
     assert "approvals: 2, at least one from security; rollback 1; drill 1; sealed envelope (sealed_count) 3" in example
     assert "TTL at least 30 seconds; addresses in 203.0.113.0/24; the reason must hold a ticket matching" in example
     assert "emergency self-approval: allowed for alice, bob, carol" in example
+    assert "ticket matching INC-[0-9]+; at most 30% of the zone's rrsets updated or deleted per request" in example
+    assert "bulk changes allowed (no share-of-zone limit)" in example  # txt-records may rewrite every TXT at once
     assert "may approve: groups netops (carol, erin)" in example
     assert "may approve: groups sre, netops (alice, bob, carol, erin)" in other and "web-failover" not in other
     assert "person erin: has no SSH key: cannot approve out of band when Slack is down" in example
