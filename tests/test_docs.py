@@ -2,6 +2,7 @@
 
 import re
 import tomllib
+from fractions import Fraction
 from pathlib import Path
 
 from approvals.policy import load_policy
@@ -23,6 +24,7 @@ def test_readme_policy_example_loads_and_means_what_it_says() -> None:
     assert rule.name == "web-failover"
     assert rule.approvals.count == 2 and rule.approvals.sealed_count == 3
     assert policy.person_by_slack("U04DAVE") is not None
+    assert policy.safety.max_change_fraction == Fraction(3, 10) and policy.safety.min_zone_rrsets == 10
 
 
 def test_readme_config_reference_is_a_valid_config() -> None:
