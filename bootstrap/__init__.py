@@ -254,7 +254,11 @@ def load_socket_mode_settings() -> SlackSettings:
 
 
 def build_drill_runner(config: AppConfig, engine: Engine, service: ChangeService) -> DrillRunner:
-    """Drills go through the service's own change paths and check every authoritative server."""
+    """Drills go through the service's own change paths and check every authoritative server.
+
+    Each drill's audit checkpoint goes to the audit channel through the outbox (from the command
+    line too: a running bot delivers it).
+    """
     timeout = config.verification.query_timeout_seconds
     return DrillRunner(
         service.zones,
@@ -265,6 +269,8 @@ def build_drill_runner(config: AppConfig, engine: Engine, service: ChangeService
         DnsZoneInspector({z.name: _inspection(config, z) for z in config.zones}),
         verify_timeout=config.drills.timeout_seconds or config.verification.timeout_seconds,
         canary_ttl=config.drills.canary_ttl,
+        checkpointer=_checkpointer(config, engine),
+        publisher=SlackThreadNotifier(build_outbox(engine), config.audit.slack_channel),
     )
 
 

@@ -251,7 +251,7 @@ class _Listeners:
     @_guarded(_tell_clicker)
     def approve(self, body: dict[str, Any]) -> None:
         request_id = body["actions"][0]["value"]
-        outcome = self.service.approve(request_id, _slack_user(body["user"]["id"]))
+        outcome = self.service.approve(request_id, _slack_user(body["user"]["id"]), notifier=self.notifier)
         self.notifier.update_message(request_id)
         self.tell_requester_approved(outcome, _slack_user(body["user"]["id"]))
         if outcome.ready_to_apply:
@@ -260,7 +260,9 @@ class _Listeners:
     @_guarded(_tell_clicker)
     def emergency(self, body: dict[str, Any]) -> None:
         request_id = body["actions"][0]["value"]
-        outcome = self.service.approve(request_id, _slack_user(body["user"]["id"]), emergency=True)
+        outcome = self.service.approve(
+            request_id, _slack_user(body["user"]["id"]), emergency=True, notifier=self.notifier
+        )
         self.notifier.update_message(request_id)
         mentions = " ".join(f"<@{escape(u)}>" for u in outcome.notify)
         self.notifier.note(
@@ -275,8 +277,7 @@ class _Listeners:
     @_guarded(_tell_clicker)
     def deny(self, body: dict[str, Any]) -> None:
         request_id = body["actions"][0]["value"]
-        self.service.deny(request_id, _slack_user(body["user"]["id"]))
-        self.notifier.update_message(request_id)
+        self.service.deny(request_id, _slack_user(body["user"]["id"]), self.notifier)  # updates the message
         self.tell_requester_denied(request_id, _slack_user(body["user"]["id"]))
 
     def recheck(self, body: dict[str, Any]) -> None:
@@ -396,7 +397,7 @@ class _Listeners:
     @_guarded(_tell_home_user)
     def home_approve(self, body: dict[str, Any]) -> None:
         user, request_id = _slack_user(body["user"]["id"]), body["actions"][0]["value"]
-        outcome = self.service.approve(request_id, user)
+        outcome = self.service.approve(request_id, user, notifier=self.notifier)
         self.notifier.update_message(request_id)
         self.tell_requester_approved(outcome, user)
         self.publish_home(user.id)
@@ -406,8 +407,7 @@ class _Listeners:
     @_guarded(_tell_home_user)
     def home_deny(self, body: dict[str, Any]) -> None:
         user, request_id = _slack_user(body["user"]["id"]), body["actions"][0]["value"]
-        self.service.deny(request_id, user)
-        self.notifier.update_message(request_id)
+        self.service.deny(request_id, user, self.notifier)  # updates the message
         self.tell_requester_denied(request_id, user)
         self.publish_home(user.id)
 

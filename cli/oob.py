@@ -273,7 +273,7 @@ def decide(
         else:
             raise InvalidInput("Say how you sign: --key PATH, --submit-signature FILE, or --print-statement.")
         signed = SignedStatement.from_text(text)
-        result = service.decide_signed(signed, emergency=emergency)
+        result = service.decide_signed(signed, emergency=emergency, notifier=thread)
         thread.update_message(request_id)
         thread.note(request_id, _decided_text(signed.statement.signer, request_id, result))
         if isinstance(result, ApprovalOutcome):

@@ -199,8 +199,13 @@ class AuditCheckpointer(Protocol):
         """Sign the audit chain head, keep a copy outside the database; returns the line to publish."""
 
 
-class Notifier(Protocol):
-    """How the service tells people about a request it is carrying out."""
+class CheckpointPublisher(Protocol):
+    def checkpoint(self, text: str) -> None:
+        """Publish a signed audit checkpoint (e.g. to an audit channel)."""
+
+
+class Notifier(CheckpointPublisher, Protocol):
+    """How the service tells people about a request it is carrying out, and publishes its checkpoints."""
 
     def progress(self, stored: StoredRequest, text: str) -> None: ...
 
@@ -208,6 +213,3 @@ class Notifier(Protocol):
         """Called after each polling round; implementations throttle their own updates."""
 
     def finished(self, stored: StoredRequest, outcome: VerificationOutcome | None) -> None: ...
-
-    def checkpoint(self, text: str) -> None:
-        """Publish a signed audit checkpoint (e.g. to an audit channel)."""

@@ -35,6 +35,7 @@ from core.ports import AuditCheckpointer, LivenessProber, Notifier, RequestStore
 from core.records import RecordType, RRset
 from core.states import OPEN_FOR_APPROVAL, RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
 from core.verification import VerificationOutcome, VerificationReport
+from service.checkpoints import take_checkpoint
 from service.claims import WorkClaims
 from service.failpoints import failpoint
 from service.leases import AuditedLeases
@@ -297,8 +298,13 @@ class ChangeService:
             hint="Request the change again if it is still needed.",
         )
 
-    def approve(self, request_id: str, approver: Principal, *, emergency: bool = False) -> ApprovalOutcome:
-        """Count ``approver``'s approval; ``emergency`` is the requester's self-approval clause."""
+    def approve(
+        self, request_id: str, approver: Principal, *, emergency: bool = False, notifier: Notifier | None = None
+    ) -> ApprovalOutcome:
+        """Count ``approver``'s approval; ``emergency`` is the requester's self-approval clause.
+
+        ``notifier`` is told if the request ends here (it expired) and publishes its audit checkpoint.
+        """
         stored = self._store.get(request_id)
         existing = self._store.approvals(request_id)
         notify: tuple[str, ...] = ()
@@ -327,6 +333,8 @@ class ChangeService:
             reason = refusal.reason.value if isinstance(refusal, ApprovalRefused) else "invalid_input"
             self._store.append(NewEvent(request_id, str(approver), EventKind.APPROVAL_REFUSED, {"reason": reason}))
             log.info("approval.refused", request_id=request_id, approver=str(approver), reason=reason)
+            if isinstance(refusal, ApprovalRefused) and refusal.reason is RefusalReason.EXPIRED:
+                self._finish(self._store.get(request_id), None, notifier)
             raise
         approvals = tuple(self._store.approvals(request_id))
         elevated = stored.state is RequestState.NEEDS_ELEVATED_APPROVAL
@@ -370,7 +378,9 @@ class ChangeService:
             )
         return principal
 
-    def decide_signed(self, signed: SignedStatement, *, emergency: bool = False) -> ApprovalOutcome | StoredRequest:
+    def decide_signed(
+        self, signed: SignedStatement, *, emergency: bool = False, notifier: Notifier | None = None
+    ) -> ApprovalOutcome | StoredRequest:
         """Apply an approve/deny statement signed out of band (Slack down, SSO down)."""
         request_id = signed.statement.request_id
         stored = self._store.get(request_id)
@@ -386,8 +396,8 @@ class ChangeService:
             }))  # fmt: skip
             raise
         if signed.statement.decision is Decision.DENY:
-            return self.deny(request_id, principal)
-        return self.approve(request_id, principal, emergency=emergency)
+            return self.deny(request_id, principal, notifier)
+        return self.approve(request_id, principal, emergency=emergency, notifier=notifier)
 
     def request_change_signed(
         self, edits: Sequence[RecordEdit], reason: str, sign: Callable[[str, str], SignedStatement]
@@ -404,8 +414,11 @@ class ChangeService:
         )
         return self.request_change(requester, edits, reason, request_id=request_id)
 
-    def deny(self, request_id: str, person: Principal) -> StoredRequest:
-        """Approvers may deny; the requester may always withdraw (denying is the safe direction)."""
+    def deny(self, request_id: str, person: Principal, notifier: Notifier | None = None) -> StoredRequest:
+        """Approvers may deny; the requester may always withdraw (denying is the safe direction).
+
+        ``notifier`` is told the request ended and publishes its audit checkpoint.
+        """
         stored = self._store.get(request_id)
         if person != stored.request.requester:
             self._requirement(stored).check_denier(stored.request, person)
@@ -414,7 +427,9 @@ class ChangeService:
         )
         if not moved:
             raise ApprovalRefused(RefusalReason.NOT_PENDING, f"{request_id} was already decided.")
-        return self._store.get(request_id)
+        stored = self._store.get(request_id)
+        self._finish(stored, None, notifier)
+        return stored
 
     # --- carrying out --------------------------------------------------------------
 
@@ -636,15 +651,17 @@ class ChangeService:
         self._finish(stored, outcome, notifier)
         return ExecutionResult(stored, outcome, None)
 
-    def _finish(self, stored: StoredRequest, outcome: VerificationOutcome | None, notifier: Notifier) -> None:
-        """Tell people, then sign the audit chain head so the record of this request cannot be cut off."""
-        notifier.finished(stored, outcome)
-        if self._checkpointer is not None:
-            try:
-                notifier.checkpoint(self._checkpointer.checkpoint())
-            except BreakglassError as error:
-                log.error("audit.checkpoint_failed", request_id=stored.request.id, error=error.user_text())
-                notifier.progress(stored, f"Could not sign an audit checkpoint: {error.user_text()}")
+    def _finish(self, stored: StoredRequest, outcome: VerificationOutcome | None, notifier: Notifier | None) -> None:
+        """Tell people, then sign the audit chain head so the record of this request cannot be cut off.
+
+        Every way a request ends comes through here. ``notifier`` None: nobody to tell, and the
+        checkpoint is only signed and kept (the checkpoint file), not published.
+        """
+        if notifier is not None:
+            notifier.finished(stored, outcome)
+        failed = take_checkpoint(self._checkpointer, notifier, stored.request.id)
+        if failed is not None and notifier is not None:
+            notifier.progress(stored, f"Could not sign or publish an audit checkpoint: {failed.user_text()}")
 
     def _outcome(
         self,

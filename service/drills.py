@@ -4,7 +4,8 @@ For each change path of a zone, a drill leases credentials, writes a canary TXT 
 ``_breakglass-drill.<zone>`` holding a random nonce through that path only, waits until every
 authoritative server serves it, deletes it the same way and waits until every server has
 dropped it. Every phase is timed; each path's result goes to the drill history together with
-its audit event, and the leases, refusals and outcome go to the hash-chained audit trail.
+its audit event, and the leases, refusals and outcome go to the hash-chained audit trail; a drill
+that wrote DNS ends with a signed audit checkpoint, as a request does.
 
 With ``simulate_primary_outage`` the zone's first path is taken out on purpose and the paths
 are tried in order as a real failover would (skipping those that share the failed path's
@@ -46,9 +47,10 @@ from core.errors import (
 )
 from core.events import EventKind, EventValue, NewEvent
 from core.models import SYSTEM, ChangeRequest, Principal, RecordEdit, RequestKind, RRsetChange
-from core.ports import DrillOutcome, DrillRecord, DrillStore, ZoneInspector
+from core.ports import AuditCheckpointer, CheckpointPublisher, DrillOutcome, DrillRecord, DrillStore, ZoneInspector
 from core.records import RecordType, RRset, normalize_name
 from core.verification import VerificationReport
+from service.checkpoints import take_checkpoint
 from service.leases import AuditedLeases
 from service.policy import PolicySource, describe
 from service.propagation import PropagationChecker
@@ -178,7 +180,10 @@ class DrillRunner:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         new_id: Callable[[], str] = new_drill_id,
+        checkpointer: AuditCheckpointer | None = None,
+        publisher: CheckpointPublisher | None = None,
     ) -> None:
+        """``checkpointer``, ``publisher``: sign the audit chain head after each drill, and where to publish it."""
         self.zones = zones
         self._audit = audit
         self._leases = AuditedLeases(audit.append)
@@ -191,6 +196,8 @@ class DrillRunner:
         self._now = now
         self._monotonic = monotonic
         self._new_id = new_id
+        self._checkpointer = checkpointer
+        self._publisher = publisher
 
     # --- who runs it ---------------------------------------------------------------------
 
@@ -242,10 +249,24 @@ class DrillRunner:
     ) -> DrillReport:
         targets = self._targets(request)
         policy = self._policy_in_force(drill_id, actor)
-        results = []
-        for zone in targets:
-            results.append(self._drill_zone(drill_id, zone, requester, actor, request, policy, progress))
+        results: list[ZoneDrill] = []
+        try:
+            for zone in targets:
+                results.append(self._drill_zone(drill_id, zone, requester, actor, request, policy, progress))
+        finally:
+            if len(results) < len(targets) or any(zone.refused is None for zone in results):
+                self._checkpoint(drill_id, progress)
         return DrillReport(drill_id, actor, request.simulate_primary_outage, tuple(results))
+
+    def _checkpoint(self, drill_id: str, progress: Progress) -> None:
+        """A drill that wrote DNS ends with a signed audit checkpoint, like a request.
+
+        A drill the policy refused outright wrote no DNS and waits for the next one: anyone in
+        Slack can cause a refusal, and one audit channel message each would let them flood it.
+        """
+        failed = take_checkpoint(self._checkpointer, self._publisher, drill_id)
+        if failed is not None:
+            progress(f"Could not sign or publish an audit checkpoint: {failed.user_text()}")
 
     def _targets(self, request: DrillRequest) -> list[ZoneRuntime]:
         if request.path is not None and request.simulate_primary_outage:
