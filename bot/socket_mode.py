@@ -1,9 +1,9 @@
 """Serving the Bolt app over Socket Mode: the bot dials out to Slack, so it needs no public endpoint.
 
-Uses slack_sdk's built-in WebSocket client (no extra dependency). Its Web API calls, including
-``apps.connections.open``, go through the app's WebClient, so ``SLACK_API_URL`` points both at a
-local stand-in in tests. Each envelope is timed from arrival to its acknowledgement and logged
-with its envelope id, like HTTP deliveries.
+Uses slack_sdk's built-in WebSocket client (no extra dependency), with its reconnect delays taken out
+(bot/socket_client.py). Its Web API calls, including ``apps.connections.open``, go through the app's
+WebClient, so ``SLACK_API_URL`` points both at a local stand-in in tests. Each envelope is timed from
+arrival to its acknowledgement and logged with its envelope id, like HTTP deliveries.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import time
 
 import structlog
 from slack_bolt import App
-from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_bolt.adapter.socket_mode.base_handler import BaseSocketModeHandler
 from slack_bolt.adapter.socket_mode.internals import run_bolt_app, send_response
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 
 from bot.ops import Metrics, in_own_context
+from bot.socket_client import PromptSocketModeClient
 from config.logs import bind_log_ids
 from core.errors import BreakglassError, InvalidInput
 
@@ -46,9 +47,15 @@ def check_app_token(value: str | None) -> str:
     return value
 
 
-class _TimedHandler(SocketModeHandler):
+class _TimedHandler(BaseSocketModeHandler):
+    """Bolt's built-in SocketModeHandler, on PromptSocketModeClient, timing each acknowledgement."""
+
     def __init__(self, app: App, app_token: str, metrics: Metrics | None, ping_interval: float) -> None:
-        super().__init__(app, app_token, ping_interval=ping_interval)
+        self.app = app
+        self.client = PromptSocketModeClient(
+            app_token, logger=app.logger, web_client=app.client, proxy=app.client.proxy, ping_interval=ping_interval
+        )
+        self.client.socket_mode_request_listeners.append(self.handle)
         self._metrics = metrics
 
     def handle(self, client: BaseSocketModeClient, req: SocketModeRequest) -> None:

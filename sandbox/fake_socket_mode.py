@@ -29,6 +29,7 @@ from sandbox.net import LOOPBACK
 from sandbox.slack_signing import DEFAULT_CHANNEL, block_action_body, slash_command_body
 
 CONNECTIONS_OPEN = "apps.connections.open"
+ACK_DEADLINE = 3.0  # seconds: Slack tells the user the app did not respond when an envelope's ack comes later
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ class EnvelopeAck:
     envelope_id: str
     payload: dict[str, Any] | None
     seconds: float
+
+    @property
+    def in_time(self) -> bool:
+        """Within Slack's window: a later ack finds the user already shown an error."""
+        return self.seconds <= ACK_DEADLINE
 
 
 class FakeSocketMode:

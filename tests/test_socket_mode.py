@@ -1,6 +1,6 @@
-"""Socket Mode over a real WebSocket: slack_bolt's SocketModeHandler (slack_sdk's built-in client) dials
-the local stand-in (FakeSlack answers ``apps.connections.open`` with a ws://127.0.0.1 URL), which pushes
-envelopes the way Slack does and records every acknowledgement.
+"""Socket Mode over a real WebSocket: the bot's SocketModeRunner (slack_sdk's built-in client, see
+bot/socket_client.py) dials the local stand-in (FakeSlack answers ``apps.connections.open`` with a
+ws://127.0.0.1 URL), which pushes envelopes the way Slack does and records every acknowledgement.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from core.records import RecordType
 from core.states import RequestState
 from providers.authoritative import DnsAuthoritativeQuerier
 from sandbox.fake_slack import SlackCall
-from sandbox.fake_socket_mode import CONNECTIONS_OPEN, FakeSocketMode
+from sandbox.fake_socket_mode import ACK_DEADLINE, CONNECTIONS_OPEN, FakeSocketMode
 from sandbox.net import free_port, wait_until
 from sandbox.openbao import OpenBaoServer
 from sandbox.slack_signing import DEFAULT_CHANNEL
@@ -73,8 +73,8 @@ def bot(shared_stack: LocalStack) -> Iterator[SocketBot]:
             socket.wait_connected()
             yield SocketBot(shared_stack, socket, runner, metrics)
         finally:
-            socket.stop()  # closing from Slack's side first spares the client's 3 s receive timeout
-            runner.close()
+            runner.close()  # first: closed from Slack's side first, the client would try to reconnect
+            socket.stop()
 
 
 def ack_text(bot: SocketBot, envelope_id: str) -> str:
@@ -130,6 +130,37 @@ def test_reconnects_when_slack_asks_and_after_the_connection_drops(bot: SocketBo
     assert "/dns set" in ack_text(bot, bot.socket.command("help", alice))
     assert len(bot.stack.fake.calls(CONNECTIONS_OPEN)) == opened + 2  # a fresh single-use URL each time
     assert bot.socket.refused == 0
+
+
+def test_a_command_sent_right_after_slack_recycles_the_connection_is_acked_in_time(bot: SocketBot) -> None:
+    """Slack sends on the new connection as soon as it is open; the old one goes quiet. The first command
+    there must be acked within Slack's window, or the user is told the app did not respond."""
+    alice = bot.stack.people.alice
+    for _ in range(3):
+        accepted = bot.socket.accepted
+        bot.socket.ask_to_reconnect()
+        bot.socket.wait_connected(accepted=accepted + 1, timeout=WAIT)
+        ack = bot.socket.wait_for_ack(bot.socket.command("help", alice), timeout=WAIT)
+        assert "/dns set" in str((ack.payload or {}).get("text"))
+        assert ack.in_time, f"acked {ack.seconds:.2f} s after it was sent, past Slack's {ACK_DEADLINE:.0f} s"
+
+
+def test_reconnects_when_slack_closes_the_connection_without_waiting_for_the_next_ping(
+    shared_stack: LocalStack,
+) -> None:
+    app, _ = socket_app(shared_stack)
+    with FakeSocketMode(shared_stack.fake, APP_TOKEN) as socket:
+        runner = SocketModeRunner(app, APP_TOKEN, ping_interval=3600)  # type: ignore[arg-type]
+        runner.connect()  # with an hour between pings, only the close itself can bring the client back
+        try:
+            socket.wait_connected()
+            socket.drop_connections()
+            socket.wait_connected(accepted=2, timeout=WAIT)
+            ack = socket.wait_for_ack(socket.command("help", shared_stack.people.alice), timeout=WAIT)
+            assert "/dns set" in str((ack.payload or {}).get("text"))
+        finally:
+            runner.close()
+            socket.stop()
 
 
 def test_reconnects_once_slack_is_back_after_an_outage(bot: SocketBot) -> None:
