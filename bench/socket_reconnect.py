@@ -1,17 +1,20 @@
 """Socket Mode after a reconnect: how soon the first envelope on the new connection is acked.
 
-The Socket Mode stand-in (sandbox/fake_socket_mode.py) recycles the connection the two ways Slack
-does: ``asked`` (a ``disconnect`` message; the client opens a new connection and Slack sends there
-only) and ``dropped`` (Slack closes the connection). As soon as the new connection has said hello,
-the stand-in sends a slash command and times it until its ack comes back, as Slack would (Slack
-allows 3 s). It also times the reconnect itself (the stand-in's message or close -> the new
-connection open) and ``close()`` at the end (what SIGTERM waits for).
+The Socket Mode stand-in (sandbox/fake_socket_mode.py) ends the connection four ways: the two
+Slack uses, ``asked`` (a ``disconnect`` message; the client opens a new connection and Slack sends
+there only) and ``dropped`` (Slack closes the connection with a close frame), and the two a proxy or
+load balancer dropping the tunnel does, with no close frame: ``cut`` (end-of-stream, a TCP FIN) and
+``reset`` (a TCP RST). As soon as the new connection has said hello, the stand-in sends a slash
+command and times it until its ack comes back, as Slack would (Slack allows 3 s). It also times the
+reconnect itself (the stand-in's message or close -> the new connection open), the CPU time this
+process used meanwhile (a reader spinning on a dead socket shows as about 1 s per second), and
+``close()`` at the end (what SIGTERM waits for).
 
 Two clients, alternating, each in this process with a Bolt app that only acks:
 ``stock`` is slack_bolt's SocketModeHandler on slack_sdk's built-in client, as breakglass used it;
 ``breakglass`` is bot.socket_mode.SocketModeRunner (bot/socket_client.py).
 
-    python -m bench.socket_reconnect [--asked 50] [--dropped 10] [--ping-interval 10]
+    python -m bench.socket_reconnect [--asked 50] [--dropped 10] [--cut 2] [--reset 4] [--ping-interval 10]
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ BOT_TOKEN = "xoxb-1-bench"  # noqa: S105 (the stand-in's, not a secret)  # nosec
 APP_TOKEN = "xapp-1-A0BREAKGLASS-1-" + "5e" * 16
 CLIENTS = ("stock", "breakglass")
 WAIT = 60.0
+WAIT_RECONNECT = 600.0  # slack_sdk's own client takes about 6 x ping_interval after a cut
 
 
 @dataclass
 class Samples:
     reconnect: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     ack: list[float] = field(default_factory=list)
     close: list[float] = field(default_factory=list)
 
@@ -76,13 +81,11 @@ def one_round(which: str, kind: str, count: int, ping_interval: float, into: Sam
             socket.wait_connected(timeout=WAIT)
             for _ in range(count):
                 accepted = socket.accepted
-                started = time.monotonic()
-                if kind == "asked":
-                    socket.ask_to_reconnect()
-                else:
-                    socket.drop_connections()
-                socket.wait_connected(accepted=accepted + 1, timeout=WAIT)
+                started, cpu = time.monotonic(), time.process_time()
+                end_connection(socket, kind)
+                socket.wait_connected(accepted=accepted + 1, timeout=WAIT_RECONNECT)
                 into.reconnect.append(time.monotonic() - started)
+                into.cpu.append(time.process_time() - cpu)
                 sent = socket.push("slash_commands", {"command": "/dns", "text": "help", "user_id": "U0BENCH"})
                 into.ack.append(socket.wait_for_ack(sent, timeout=WAIT).seconds)
         finally:
@@ -91,14 +94,26 @@ def one_round(which: str, kind: str, count: int, ping_interval: float, into: Sam
             into.close.append(time.monotonic() - started)
 
 
+def end_connection(socket: FakeSocketMode, kind: str) -> None:
+    if kind == "asked":
+        socket.ask_to_reconnect()
+    elif kind == "dropped":
+        socket.drop_connections()
+    else:
+        socket.cut_connections(reset=kind == "reset")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--asked", type=int, default=50, help="Reconnects Slack asks for, per client.")
     parser.add_argument("--dropped", type=int, default=10, help="Connections Slack closes, per client.")
+    parser.add_argument("--cut", type=int, default=2, help="Connections ended by a FIN, no close frame, per client.")
+    parser.add_argument("--reset", type=int, default=4, help="Connections reset (RST), no close frame, per client.")
     parser.add_argument("--rounds", type=int, default=2, help="Each client this many times, alternating.")
     parser.add_argument("--ping-interval", type=float, default=10, help="The client's ping interval (s).")
     args = parser.parse_args()
-    kinds = {"asked": args.asked, "dropped": args.dropped}
+    kinds = {"asked": args.asked, "dropped": args.dropped, "cut": args.cut, "reset": args.reset}
+    kinds = {kind: total for kind, total in kinds.items() if total > 0}
     samples = {(which, kind): Samples() for which in CLIENTS for kind in kinds}
     for _ in range(args.rounds):
         for kind, total in kinds.items():
@@ -109,19 +124,20 @@ def main() -> None:
     for (which, kind), got in samples.items():
         late = sum(seconds > ACK_DEADLINE for seconds in got.ack)
         results[f"{which}/{kind}"] = {
-            "ack_s": got.ack, "reconnect_s": got.reconnect, "close_s": got.close, "acks_past_3s": late,
+            "ack_s": got.ack, "reconnect_s": got.reconnect, "reconnect_cpu_s": got.cpu, "close_s": got.close,
+            "acks_past_3s": late,
         }  # fmt: skip
         rows.append([
             which, kind, str(len(got.ack)),
             f"{percentile(got.ack, 50) * 1000:.0f}", f"{percentile(got.ack, 99) * 1000:.0f}",
             f"{max(got.ack) * 1000:.0f}", f"{late}",
             f"{percentile(got.reconnect, 50) * 1000:.0f}", f"{max(got.reconnect) * 1000:.0f}",
-            f"{max(got.close) * 1000:.0f}",
+            f"{percentile(got.cpu, 50) * 1000:.0f}", f"{max(got.cpu) * 1000:.0f}", f"{max(got.close) * 1000:.0f}",
         ])  # fmt: skip
     show(
         f"Socket Mode: first envelope after a reconnect (ping_interval {args.ping_interval:g} s)",
         ["client", "reconnect", "n", "ack p50 ms", "ack p99 ms", "ack max ms", f"acks > {ACK_DEADLINE:g} s",
-         "reconnect p50 ms", "reconnect max ms", "close() max ms"],
+         "reconnect p50 ms", "reconnect max ms", "CPU p50 ms", "CPU max ms", "close() max ms"],
         rows,
     )  # fmt: skip
     path = save("socket_reconnect", {"ping_interval_s": args.ping_interval, "results": results})

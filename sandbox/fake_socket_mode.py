@@ -13,6 +13,8 @@ import contextlib
 import itertools
 import json
 import secrets
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -152,6 +154,17 @@ class FakeSocketMode:
             connections = list(self._open)
         for connection in connections:
             connection.close()
+
+    def cut_connections(self, *, reset: bool = False) -> None:
+        """End every open connection at the TCP level without a WebSocket close frame, as a proxy or load
+        balancer does when it drops the tunnel: the client reads end-of-stream (a FIN), or with ``reset``
+        has its connection reset (an RST)."""
+        with self._cond:
+            connections = list(self._open)
+        for connection in connections:
+            if reset:  # close() with a zero linger time sends an RST instead of a FIN
+                connection.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.close_socket()  # websockets' own abort: closes the socket, no close frame
 
     # ----- what tests look at -----
 

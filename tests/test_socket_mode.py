@@ -163,6 +163,28 @@ def test_reconnects_when_slack_closes_the_connection_without_waiting_for_the_nex
             socket.stop()
 
 
+@pytest.mark.parametrize("reset", [False, True], ids=["end-of-stream", "reset"])
+def test_reconnects_at_once_when_the_connection_is_cut_without_a_close_frame(
+    shared_stack: LocalStack, reset: bool
+) -> None:
+    """A proxy or load balancer that drops the tunnel sends no WebSocket close: the client reads
+    end-of-stream (or a reset) and must take that as the connection closed, not wait for its pings."""
+    app, _ = socket_app(shared_stack)
+    with FakeSocketMode(shared_stack.fake, APP_TOKEN) as socket:
+        runner = SocketModeRunner(app, APP_TOKEN, ping_interval=3600)  # type: ignore[arg-type]
+        runner.connect()  # with an hour between pings, only noticing the cut itself can bring the client back
+        try:
+            socket.wait_connected()
+            socket.cut_connections(reset=reset)
+            socket.wait_connected(accepted=2, timeout=WAIT)
+            ack = socket.wait_for_ack(socket.command("help", shared_stack.people.alice), timeout=WAIT)
+            assert "/dns set" in str((ack.payload or {}).get("text"))
+            assert socket.refused == 0 and socket.accepted == 2  # one fresh connection, no retry storm
+        finally:
+            runner.close()
+            socket.stop()
+
+
 def test_reconnects_once_slack_is_back_after_an_outage(bot: SocketBot) -> None:
     fake = bot.stack.fake
     fake.set_down(True)
