@@ -39,7 +39,7 @@ from service.failpoints import ENV, POINTS
 from store.audit import AuditLog, EventFilter
 from store.sql import SqlRequestStore, make_engine
 from tests.fixtures.bind import out_of_band
-from tests.fixtures.bot import WAIT, is_plan_post
+from tests.fixtures.bot import WAIT, is_plan_post, update_of
 from tests.test_store import planned
 
 S = RequestState
@@ -275,7 +275,7 @@ def request_and_approve(stack: LocalStack, bot: BotProcess) -> Button:
     stack.fake.wait_for("chat.postMessage", timeout=WAIT, predicate=is_plan_post)
     plan = stack.fake.find_button(action_id="approve", channel=DEFAULT_CHANNEL)
     assert slack.click(plan, people.bob).status == 200
-    stack.fake.wait_for("chat.update", timeout=WAIT, predicate=lambda c: "needs 1 more approver" in str(c.args))
+    stack.fake.wait_for("chat.update", timeout=WAIT, predicate=update_of(plan, "needs 1 more approver"))
     assert slack.click(plan, people.carol).status == 200
     return plan
 

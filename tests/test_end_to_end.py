@@ -24,7 +24,7 @@ from core.states import RequestState
 from providers.authoritative import DnsAuthoritativeQuerier
 from sandbox.slack_signing import slash_command_body
 from tests.fixtures.bind import out_of_band
-from tests.fixtures.bot import SlackDriver, assert_no_secret_leaked, is_plan_post
+from tests.fixtures.bot import SlackDriver, assert_no_secret_leaked, is_plan_post, update_of
 
 NAME = "api.example.test."
 SET_NEW = f'set {NAME} A 203.0.113.10 ttl=60 reason="INC-42 primary LB down"'
@@ -55,7 +55,7 @@ def test_change_is_approved_applied_verified_then_rolled_back(stack: LocalStack,
     assert served(stack) == [OLD, OLD]  # nothing changes before approval
 
     slack.click(p.bob, approve)
-    stack.fake.wait_for("chat.update", timeout=60, predicate=lambda c: "needs 1 more approver" in json.dumps(c.args))
+    stack.fake.wait_for("chat.update", timeout=60, predicate=update_of(approve, "needs 1 more approver"))
     assert served(stack) == [OLD, OLD]  # one approval is not enough
     slack.click(p.carol, approve)
 
@@ -92,7 +92,7 @@ def test_change_is_approved_applied_verified_then_rolled_back(stack: LocalStack,
     slack.click(p.bob, approve_rollback)  # bob asked for the rollback: he cannot approve it
     assert "You requested this change" in slack.ephemeral_to(p.bob)
     slack.click(p.alice, approve_rollback)
-    stack.fake.wait_for("chat.update", timeout=60, predicate=lambda c: "needs 1 more approver" in json.dumps(c.args))
+    stack.fake.wait_for("chat.update", timeout=60, predicate=update_of(approve_rollback, "needs 1 more approver"))
     slack.click(p.carol, approve_rollback)
     assert slack.verdict(approve_rollback).startswith("Verified")
     assert served(stack) == [OLD, OLD]

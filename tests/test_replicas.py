@@ -34,7 +34,7 @@ from sandbox.fake_slack import Button, SlackCall
 from sandbox.openbao import OpenBaoServer
 from sandbox.slack_signing import DEFAULT_CHANNEL, SlackClientSimulator
 from store.audit import AuditLog
-from tests.fixtures.bot import WAIT, is_plan_post
+from tests.fixtures.bot import WAIT, is_plan_post, update_of
 from tests.fixtures.store import fresh_postgres_database
 
 pytestmark = pytest.mark.postgres
@@ -161,7 +161,7 @@ def test_any_replica_takes_any_delivery_of_one_request(replicas: Replicas) -> No
     plan = request_on(replicas, 0, 'set one.example.test A 203.0.113.21 ttl=60 reason="INC-8 replica one"')
     request_id = plan.value or ""
     assert replicas.slack[1].click(plan, people.bob).status == 200  # approved on replica 2
-    stack.fake.wait_for("chat.update", timeout=WAIT, predicate=lambda c: "needs 1 more approver" in str(c.args))
+    stack.fake.wait_for("chat.update", timeout=WAIT, predicate=update_of(plan, "needs 1 more approver"))
     assert "Awaiting approval" in status_on(replicas, 2, request_id)  # replica 3 sees replica 2's approval
     assert replicas.slack[2].click(plan, people.carol).status == 200  # and completes the quorum
     assert verdict(replicas, plan).startswith(("Verified", "Recovered"))
