@@ -157,14 +157,18 @@ class FakeSocketMode:
 
     def cut_connections(self, *, reset: bool = False) -> None:
         """End every open connection at the TCP level without a WebSocket close frame, as a proxy or load
-        balancer does when it drops the tunnel: the client reads end-of-stream (a FIN), or with ``reset``
-        has its connection reset (an RST)."""
+        balancer does when it drops the tunnel: the app reads end-of-stream (a FIN), or with ``reset`` finds
+        its connection reset (an RST). Nothing more is sent on them."""
         with self._cond:
-            connections = list(self._open)
+            connections, self._open = self._open, []
+            self._cond.notify_all()
         for connection in connections:
-            if reset:  # close() with a zero linger time sends an RST instead of a FIN
+            if reset:  # with a zero linger time, close() sends an RST, and nothing before it: no FIN
                 connection.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            connection.close_socket()  # websockets' own abort: closes the socket, no close frame
+                connection.socket.close()
+                connection.close_socket()  # wakes websockets' reader, which lets the connection go
+            else:  # a FIN, and only that: closing the socket now could turn it into an RST (unread data)
+                connection.socket.shutdown(socket.SHUT_WR)
 
     # ----- what tests look at -----
 
