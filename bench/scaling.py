@@ -27,27 +27,11 @@ from cli.localstack import SEED, LocalStack
 from core.models import Principal, PrincipalSource, RecordEdit
 from core.ports import StoredRequest
 from core.records import RecordType, RRset
-from core.verification import VerificationOutcome, VerificationReport
+from sandbox.quiet import QuietNotifier
 
 ZONE = "example.test."
 TTL = 300
 SETTLE = 1.0
-
-
-class QuietNotifier:
-    """The service's progress reports, dropped: only the clock matters here."""
-
-    def progress(self, stored: StoredRequest, text: str) -> None:
-        pass
-
-    def verifying(self, stored: StoredRequest, report: VerificationReport) -> None:
-        pass
-
-    def finished(self, stored: StoredRequest, outcome: VerificationOutcome | None) -> None:
-        pass
-
-    def checkpoint(self, text: str) -> None:
-        pass
 
 
 def name(i: int) -> str:

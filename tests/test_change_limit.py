@@ -24,10 +24,9 @@ from core.errors import SafetyRefused
 from core.events import EventKind
 from core.limits import ChangeLimit
 from core.models import Principal, PrincipalSource, RecordEdit, RRsetChange
-from core.ports import StoredRequest
 from core.records import RecordType, RRset
 from core.states import RequestState
-from core.verification import ServerAddress, VerificationOutcome, VerificationReport
+from core.verification import ServerAddress
 from providers.powerdns import PowerDnsApiPath
 from providers.rfc2136 import Rfc2136Path
 from providers.route53 import Route53Path
@@ -36,6 +35,7 @@ from sandbox.moto import MotoServer
 from sandbox.net import free_port
 from sandbox.openbao import OpenBaoServer
 from sandbox.powerdns import PowerDnsServer
+from sandbox.quiet import QuietNotifier
 from service.planning import ZoneCounter, make_plan
 from store.sql import SqlRequestStore
 from tests.fixtures.bind import ZONE, new_name, out_of_band
@@ -197,22 +197,6 @@ BULK_RULE = """
 """
 
 
-class Quiet:
-    """A Notifier that says nothing: these tests read the outcome from the service."""
-
-    def progress(self, stored: StoredRequest, text: str) -> None:
-        pass
-
-    def verifying(self, stored: StoredRequest, report: VerificationReport) -> None:
-        pass
-
-    def finished(self, stored: StoredRequest, outcome: VerificationOutcome | None) -> None:
-        pass
-
-    def checkpoint(self, text: str) -> None:
-        pass
-
-
 def repoint(count: int, value: str) -> list[RecordEdit]:
     return [RecordEdit(n, A, a(n, value)) for n in POOL[:count]]
 
@@ -245,7 +229,7 @@ def test_too_much_change_is_refused_at_planning_and_audited_and_a_bulk_rule_allo
     assert len(bulk.plan.changes) == 16 and pool.service.status(bulk.request.id).rule.startswith("pool-failover")
     for approver in (pool.people.bob, pool.people.carol):
         pool.service.approve(bulk.request.id, Principal(PrincipalSource.SLACK, approver))
-    assert pool.service.execute(bulk.request.id, Quiet()).stored.state is RequestState.VERIFIED
+    assert pool.service.execute(bulk.request.id, QuietNotifier()).stored.state is RequestState.VERIFIED
 
     pool.write_policy()  # the bulk rule is gone again, but a rollback puts back what was approved
     rollback = pool.service.request_rollback(bulk.request.id, alice)
