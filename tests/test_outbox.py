@@ -248,8 +248,12 @@ def test_serve_processes_hand_the_sender_over_on_a_clean_stop(openbao: OpenBaoSe
                     stack.outbox.post(CHANNEL, f"via the second {i}")
                 wait_until(lambda: len(posted_texts(stack.fake)) == 10, WAIT, "the other five messages")
                 assert held_by(second)
-                delivered_by = [len(bot.events_logged("outbox.sent")) for bot in (first, second)]
-        assert delivered_by == [5, 5]
+
+                def delivered_by() -> list[int]:  # a sender logs a message just after Slack took it
+                    return [len(bot.events_logged("outbox.sent")) for bot in (first, second)]
+
+                wait_until(lambda: sum(delivered_by()) >= 10, WAIT, "both replicas to log what they sent")
+                assert delivered_by() == [5, 5]
         expected = [f"via the first {i}" for i in range(5)] + [f"via the second {i}" for i in range(5)]
         assert posted_texts(stack.fake) == expected
 
