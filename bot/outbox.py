@@ -146,6 +146,10 @@ class OutboxSender:
         self._thread: threading.Thread | None = None
         self._lease_until = 0.0  # time.monotonic() when our lease lapses; 0: not held
         self._next_prune = 0.0
+        # (message id, time.monotonic() before which we do not retry it). The queue's own time is wall
+        # clock, shared with other replicas; this local hold keeps a wall-clock step (NTP) from making
+        # us retry early, and hammer a Slack that asked us to wait.
+        self._hold: tuple[int, float] | None = None
         store.on_enqueue(self._wake.set)
 
     def start(self) -> OutboxSender:
@@ -189,6 +193,8 @@ class OutboxSender:
             self._prune()
             return self.settings.poll_seconds
         due = (message.next_attempt_at - datetime.now(UTC)).total_seconds()
+        if self._hold is not None and self._hold[0] == message.id:
+            due = max(due, self._hold[1] - time.monotonic())
         if due > 0:
             return min(due, self.settings.poll_seconds)
         self._deliver(message)
@@ -262,6 +268,7 @@ class OutboxSender:
     def _later(self, message: OutboxMessage, seconds: float, error: str, fields: dict[str, Any]) -> None:
         log.warning("outbox.retry_later", error=error, wait_seconds=round(seconds, 3), attempts=message.attempts + 1,
                     **fields)  # fmt: skip
+        self._hold = (message.id, time.monotonic() + seconds)
         self._store.retry_at(message.id, datetime.now(UTC) + timedelta(seconds=seconds), error)
 
     def _give_up(self, message: OutboxMessage, error: str, fields: dict[str, Any]) -> None:

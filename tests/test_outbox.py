@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from slack_sdk import WebClient
 from sqlalchemy import Engine, select
 
+import bot.outbox as outbox_module
 from bot.anchor import MessageRef
 from bot.ops import Metrics
 from bot.outbox import SENDER_LOCK, Kind, OutboxSender, SenderSettings, SlackOutbox
@@ -127,6 +129,34 @@ def test_a_429_waits_the_retry_after_slack_gives(engines: list[Engine], fake_sla
     (behind,) = attempts_at(fake_slack, "behind it")
     assert behind.at > delivered.at  # nothing overtook the limited message
     assert rows(engines[0])[0]["last_error"] == "HTTP 429 ratelimited"
+
+
+def test_a_wall_clock_jump_does_not_cut_the_retry_after_short(
+    engines: list[Engine], fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue's retry time is wall clock (shared by replicas); NTP stepping it forward must not
+    make the sender call a Slack that asked it to wait."""
+    jump = timedelta(0)
+
+    class SteppedClock(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+            return datetime.now(tz) + jump
+
+    monkeypatch.setattr(outbox_module, "datetime", SteppedClock)
+    front = SlackOutbox(SqlOutbox(engines[0]))
+    fake_slack.fail_next("chat.postMessage", status=429, retry_after=2)
+    bot = sender(engines[1], fake_slack, "bot-1").start()
+    try:
+        front.post(CHANNEL, "limited")
+        wait_until(lambda: rows(engines[0])[0]["attempts"] == 1, WAIT, "the 429")
+        jump = timedelta(seconds=5)  # the wall clock steps forward: by it, the retry is long due
+        wait_until(lambda: posted_texts(fake_slack) == ["limited"], WAIT, "the retry")
+    finally:
+        bot.stop()
+    refused, delivered = attempts_at(fake_slack, "limited")
+    assert not refused.ok and delivered.ok
+    assert delivered.at - refused.at >= 2.0
 
 
 def test_server_errors_are_retried_with_growing_delays(engines: list[Engine], fake_slack: FakeSlack) -> None:
