@@ -67,7 +67,7 @@ def open_client(which: str, app: App, ping_interval: float) -> Callable[[], None
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         handler = SocketModeHandler(app, APP_TOKEN, ping_interval=ping_interval)
-        handler.connect()
+        handler.connect()  # type: ignore[no-untyped-call]  # slack_bolt leaves it untyped
         return handler.close
     runner = SocketModeRunner(app, APP_TOKEN, ping_interval=ping_interval).connect()
     return runner.close

@@ -100,7 +100,7 @@ def test_serve_refuses_an_old_schema_then_serves_after_db_upgrade(stack: LocalSt
 def test_status_lists_requests_and_shows_one_with_its_events(stack: LocalStack, slack: SlackDriver) -> None:
     approve = slack.request(stack.people.alice, 'set api.example.test A 203.0.113.10 reason="INC-9 status check"')
     listing = run("status", "--config", str(stack.config_path))
-    assert listing.returncode == 0 and approve.value in listing.stdout and "pending_approval" in listing.stdout
+    assert listing.returncode == 0 and str(approve.value) in listing.stdout and "pending_approval" in listing.stdout
     one = run("status", "--config", str(stack.config_path), approve.value or "")
     assert one.returncode == 0 and "planned" in one.stdout and "203.0.113.10" in one.stdout
     unknown = run("status", "--config", str(stack.config_path), "BG-NOSUCH")

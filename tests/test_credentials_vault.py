@@ -145,6 +145,7 @@ def test_weak_algorithm_is_refused_and_the_token_revoked(
 
 def test_algorithm_case_and_trailing_dot_are_accepted(make_vault_tsig: MakeVaultTsig) -> None:
     lease = make_vault_tsig(algorithm="HMAC-SHA512.").source().lease()
+    assert isinstance(lease.credentials, TsigKey)
     assert lease.credentials.algorithm is TsigAlgorithm.HMAC_SHA512
     lease.revoke()
 
