@@ -155,6 +155,15 @@ class ClaimStore(Protocol):
         Compare-and-set: of several bots trying at once, exactly one gets True.
         """
 
+    def announce(self, request_id: str, state: RequestState) -> bool:
+        """Record that people were told ``request_id`` is ``state``; False if it is no longer ``state`` or that
+        was already recorded since it became so (compare-and-set: of several bots, exactly one gets True)."""
+
+    def unannounced(
+        self, states: Collection[RequestState], changed_before: datetime, changed_after: datetime
+    ) -> list[str]:
+        """Requests in ``states``, reached between the two times, whose thread was never told so; oldest first."""
+
 
 class DrillOutcome(StrEnum):
     PASSED = "passed"  # the canary was served everywhere, deleted, and its deletion served everywhere

@@ -68,6 +68,9 @@ RECHECK_ALLOWED = frozenset({RequestState.VERIFIED_NOT_LIVE, RequestState.VERIFI
 # States in which a bot process is carrying the request out (and heartbeats while it does).
 IN_FLIGHT = frozenset({RequestState.APPROVED, RequestState.APPLYING, RequestState.VERIFYING})
 
+# States a request comes to rest in until people act again; each is announced to its thread when reached.
+RESTING = frozenset(RequestState) - IN_FLIGHT - {RequestState.PENDING_APPROVAL}
+
 
 def check_transition(current: RequestState, new: RequestState) -> None:
     if new not in TRANSITIONS[current]:

@@ -33,7 +33,7 @@ from core.liveness import LivenessReport
 from core.models import SYSTEM, Approval, ChangeRequest, Principal, RecordEdit, RequestKind, RRsetChange
 from core.ports import AuditCheckpointer, LivenessProber, Notifier, RequestStore, StoredRequest, ZoneInspector
 from core.records import RecordType, RRset
-from core.states import OPEN_FOR_APPROVAL, RECHECK_ALLOWED, ROLLBACK_ALLOWED, RequestState
+from core.states import OPEN_FOR_APPROVAL, RECHECK_ALLOWED, RESTING, ROLLBACK_ALLOWED, RequestState
 from core.verification import VerificationOutcome, VerificationReport
 from service.checkpoints import take_checkpoint
 from service.claims import WorkClaims
@@ -657,11 +657,29 @@ class ChangeService:
         Every way a request ends comes through here. ``notifier`` None: nobody to tell, and the
         checkpoint is only signed and kept (the checkpoint file), not published.
         """
+        failpoint("after_ending")
         if notifier is not None:
             notifier.finished(stored, outcome)
+            self._record_announced(stored)
         failed = take_checkpoint(self._checkpointer, notifier, stored.request.id)
         if failed is not None and notifier is not None:
             notifier.progress(stored, f"Could not sign or publish an audit checkpoint: {failed.user_text()}")
+
+    def _record_announced(self, stored: StoredRequest) -> None:
+        """So crash recovery knows this thread was told; if that cannot be recorded, it is told again later."""
+        if stored.state not in RESTING:
+            return
+        try:
+            self.claims.announced(stored.request.id, stored.state)
+        except PersistenceError as error:
+            log.warning("request.announce_not_recorded", request_id=stored.request.id, error=error.user_text())
+
+    def tell_ending(self, request_id: str, notifier: Notifier, lead: str) -> StoredRequest:
+        """Tell a thread where its request came to rest when the bot that took it there stopped first."""
+        stored = self._store.get(request_id)
+        notifier.progress(stored, lead)
+        self._finish(stored, None, notifier)
+        return stored
 
     def _outcome(
         self,

@@ -74,6 +74,10 @@ class WorkClaims:
         if self.store is not None:
             self.store.claim(request_id, state, self.owner)
 
+    def announced(self, request_id: str, state: RequestState) -> bool:
+        """Record that people were told ``request_id`` came to rest in ``state``; True if this call recorded it."""
+        return self.store is not None and self.store.announce(request_id, state)
+
     def check(self, request_id: str) -> None:
         """Raise ClaimLost if another process has taken ``request_id`` over (call before touching DNS)."""
         if self.store is not None and not self.store.holds(request_id, self.owner):

@@ -20,6 +20,7 @@ POINTS = (
     "mid_apply",  # the change reached DNS; APPLIED not recorded, lease not revoked
     "after_apply",  # APPLIED recorded (`verifying`), lease revoked, verification not started
     "mid_verification",  # after the first polling round, before the verdict is recorded
+    "after_ending",  # where the request came to rest is recorded (verified, denied...); nobody told yet
 )
 
 

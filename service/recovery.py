@@ -5,6 +5,10 @@ Every bot sweeps at start-up and then every ``stale_after / 2`` seconds. A reque
 seconds is taken over with one compare-and-set in the database (of several replicas sweeping at
 once, exactly one wins), its unrevoked credential leases are reported, its thread is told, and it
 is finished from what DNS holds now (ChangeService.resume): never applied twice.
+
+A bot killed between recording where a request came to rest (verified, denied, apply_failed...)
+and queueing that news for its thread leaves the thread behind; the same sweep finds such
+requests (``stale_after`` after they came to rest) and tells their thread, once.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ import structlog
 from core.events import Event, EventKind, NewEvent
 from core.models import SYSTEM
 from core.ports import Notifier, RequestStore, WorkClaim
-from core.states import IN_FLIGHT, RequestState
+from core.states import IN_FLIGHT, RESTING, RequestState
 from service.changes import ChangeService
 
 log = structlog.get_logger("breakglass.service")
 
 MAX_ATTEMPTS = 3  # a request whose recovery keeps failing is left to people (logged), not retried forever
+UNTOLD_WINDOW = timedelta(days=1)  # endings older than this are not announced late (the audit log has them)
 
 _NEXT = {
     RequestState.APPROVED: "Nothing had been started. Carrying on now: the policy, the expiry and the plan "
@@ -88,7 +93,31 @@ class Recovery:
         taken = self.take_stale()
         for claim in taken:
             self.recover(claim)
+        self.tell_untold()
         return [claim.request_id for claim in taken]
+
+    def tell_untold(self) -> list[str]:
+        """Tell the threads of requests whose bot stopped before telling them where they came to rest."""
+        now = self._now()
+        told = []
+        for request_id in self._claim_store.unannounced(
+            RESTING, now - timedelta(seconds=self.stale_after), now - UNTOLD_WINDOW
+        ):
+            stored = self._store.get(request_id)
+            if stored.state not in RESTING or not self._claim_store.announce(request_id, stored.state):
+                continue  # it moved on, or another replica is telling it
+            log.warning("recovery.untold_ending", request_id=request_id, state=stored.state.value)
+            lead = (
+                f":arrows_counterclockwise: {request_id} is `{stored.state.value}`, but the bot that got it there "
+                f"stopped before telling this thread; {self._claims.owner} noticed. `breakglass status {request_id}` "
+                "shows how it got there, with its audit trail."
+            )
+            try:
+                self._service.tell_ending(request_id, self._notifier, lead)
+            except Exception:
+                log.exception("recovery.tell_failed", request_id=request_id)
+            told.append(request_id)
+        return told
 
     def take_stale(self) -> list[WorkClaim]:
         """The stale requests this process won (each with a RECOVERY_STARTED event)."""
@@ -161,6 +190,7 @@ class Recovery:
                 for claim in self.take_stale():
                     name = f"breakglass-recover-{claim.request_id}"
                     threading.Thread(target=self.recover, args=(claim,), name=name, daemon=True).start()
+                self.tell_untold()
             except Exception:  # e.g. the database is down: try again next round
                 log.exception("recovery.sweep_failed")
             if self._stop.wait(self.stale_after / 2):

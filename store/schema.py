@@ -80,6 +80,7 @@ change_requests = Table(
     Column("updated_at", UtcDateTime, nullable=False),  # last state change
     Column("owner", String, nullable=True),  # the bot process carrying it out (approved/applying/verifying)
     Column("heartbeat_at", UtcDateTime, nullable=True),  # when that owner last said it still is
+    Column("announced_state", String, nullable=True),  # the state people were told of; NULL: not told since it changed
     Index("ix_change_requests_created_at", "created_at"),
     Index("ix_change_requests_state", "state"),
 )

@@ -118,7 +118,7 @@ class SqlRequestStore:
             moved = conn.execute(
                 update(change_requests)
                 .where(change_requests.c.id == request_id, change_requests.c.state == current.value)
-                .values(state=new.value, updated_at=_now())
+                .values(state=new.value, updated_at=_now(), announced_state=None)  # nobody told of `new` yet
             )
             if moved.rowcount == 1:
                 self._insert_event(conn, event)
@@ -223,6 +223,40 @@ class SqlRequestStore:
                 return False
             self._insert_event(conn, event)
             return True
+
+    def announce(self, request_id: str, state: RequestState) -> bool:
+        columns = change_requests.c
+        with self._writing() as conn:
+            told = conn.execute(
+                update(change_requests)
+                .where(
+                    columns.id == request_id,
+                    columns.state == state.value,
+                    columns.announced_state.is_(None),
+                )
+                .values(announced_state=state.value)
+            )
+            if told.rowcount == 1:
+                return True
+            self._require_request(conn, request_id)
+            return False
+
+    def unannounced(
+        self, states: Collection[RequestState], changed_before: datetime, changed_after: datetime
+    ) -> list[str]:
+        columns = change_requests.c
+        query = (
+            select(columns.id)
+            .where(
+                columns.state.in_([s.value for s in states]),
+                columns.announced_state.is_(None),
+                columns.updated_at < changed_before,
+                columns.updated_at > changed_after,
+            )
+            .order_by(columns.updated_at, columns.id)
+        )
+        with self._reading() as conn:
+            return list(conn.execute(query).scalars())
 
     # --- reads ----------------------------------------------------------------------
 

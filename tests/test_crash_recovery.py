@@ -28,7 +28,7 @@ from cli.localstack import ZONE, LocalStack
 from cli.report_html import ReportData, RequestView, render_report
 from core.events import Event, EventKind, NewEvent
 from core.records import RecordType, RRset
-from core.states import IN_FLIGHT, RequestState
+from core.states import IN_FLIGHT, RESTING, RequestState
 from providers.authoritative import DnsAuthoritativeQuerier
 from sandbox.bot_process import BotProcess, wait_all_ready
 from sandbox.fake_slack import Button
@@ -199,6 +199,44 @@ def test_a_request_whose_bot_heartbeats_is_never_taken_while_sweepers_keep_tryin
     assert _sweep(store, "sweeper", stale_after) == [request_id]
 
 
+def _at_rest(store: SqlRequestStore, state: RequestState = S.APPLY_FAILED) -> str:
+    request_id = _in_flight(store)
+    store.transition(request_id, S.APPLYING, state, NewEvent(request_id, "t", EventKind.APPLY_FAILED))
+    return request_id
+
+
+def test_a_request_at_rest_is_untold_until_announced_once(store: SqlRequestStore) -> None:
+    told, untold = _at_rest(store), _at_rest(store)
+    in_flight = _in_flight(store)
+    assert store.announce(told, S.APPLY_FAILED)
+    window = (_later(), datetime.now(UTC) - timedelta(days=1))
+
+    assert store.unannounced(RESTING, *window) == [untold]  # not the told one, not the one still in flight
+    assert store.unannounced(RESTING, window[0] - timedelta(seconds=5), window[1]) == []  # too recent to judge
+    assert not store.announce(told, S.APPLY_FAILED)  # once only
+    assert not store.announce(in_flight, S.APPLY_FAILED)  # not where it is
+    assert not store.announce(untold, S.VERIFIED)
+    assert store.unannounced(RESTING, *window) == [untold]
+
+
+def test_eight_threads_announcing_one_ending_at_once_let_exactly_one_tell_it(store: SqlRequestStore) -> None:
+    request_id = _at_rest(store)
+    barrier = threading.Barrier(8)
+    won: list[bool] = [False] * 8
+
+    def announcer(n: int) -> None:
+        barrier.wait()
+        won[n] = store.announce(request_id, S.APPLY_FAILED)
+
+    threads = [threading.Thread(target=announcer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert won.count(True) == 1
+    assert store.unannounced(RESTING, _later(), datetime.now(UTC) - timedelta(days=1)) == []
+
+
 # --- kill -9 at each step, then a fresh bot -------------------------------------------------------------
 
 NAME = "api.example.test."
@@ -223,7 +261,8 @@ EXPECTED = {
     "after_apply": Expected(S.VERIFYING, S.VERIFIED, True, False, "Verified"),
     "mid_verification": Expected(S.VERIFYING, S.VERIFIED, True, False, "Verified"),
 }
-assert tuple(EXPECTED) == POINTS
+TOLD_LATE = "after_ending"  # the request came to rest; the bot died before telling anyone (its own test)
+assert (*EXPECTED, TOLD_LATE) == POINTS
 
 
 def recovery_config(stack: LocalStack) -> tuple[str, str]:
@@ -304,7 +343,7 @@ def apply_lease(events: list[Event]) -> Event:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("point", EXPECTED)
 def test_a_bot_killed_at_each_step_is_recovered_by_the_next_without_applying_twice(
     crash_stack: LocalStack, point: str
 ) -> None:
@@ -440,3 +479,32 @@ def test_a_live_bot_verifying_longer_than_the_threshold_is_never_taken_over_by_a
         finally:
             working.close()
             watching.close()
+
+
+@pytest.mark.postgres
+def test_a_bot_killed_before_telling_the_thread_how_a_request_ended_leaves_the_telling_to_the_next(
+    crash_stack: LocalStack,
+) -> None:
+    stack = crash_stack
+    plan = killed_at_failpoint(stack, TOLD_LATE)
+    request_id = plan.value or ""
+    assert stack.service.status(request_id).stored.state is S.VERIFIED  # recorded, but nobody was told
+    assert not [t for t in thread_texts(stack, plan) if t.startswith("Verified")]
+    lead = f"{request_id} is `verified`, but the bot that got it there stopped before telling this thread"
+
+    with BotProcess.for_stack(stack, name="restarted") as restarted:
+        stack.fake.wait_for(
+            "chat.postMessage", timeout=WAIT,
+            predicate=lambda c: c.args.get("thread_ts") == plan.message_ts and lead in str(c.args.get("text", "")),
+        )  # fmt: skip
+        stack.fake.wait_for("chat.update", timeout=WAIT, predicate=update_of(plan, "Verified on every authoritative"))
+        time.sleep(3 * STALE_AFTER)  # three more sweeps: none tells it again
+        assert [line["request_id"] for line in restarted.events_logged("recovery.untold_ending")] == [request_id]
+        assert restarted.events_logged("recovery.taken_over") == []  # it was at rest: nothing to take over
+        assert not [line for line in restarted.log_lines() if line.get("level") in ("error", "critical")]
+
+    assert len([t for t in thread_texts(stack, plan) if lead in t]) == 1
+    status = stack.service.status(request_id)
+    assert status.stored.state is S.VERIFIED and served(stack) == [NEW, NEW]
+    assert Counter(e.kind for e in status.events)[EventKind.APPLIED] == 1
+    assert AuditLog(stack.engine).verify().ok

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 import store.drills  # noqa: F401 (declares drill_history on the shared metadata)
 from core.errors import PersistenceError
@@ -45,7 +45,7 @@ def test_upgrade_brings_an_empty_database_to_head(empty_url: str) -> None:
 
     upgrade(empty_url)
 
-    assert current_revision(empty_url) == head_revision() == "0004"
+    assert current_revision(empty_url) == head_revision() == "0005"
     assert is_up_to_date(empty_url) is True
     require_up_to_date(empty_url)
     assert _tables(empty_url) == {
@@ -98,6 +98,37 @@ def test_drift_between_tables_and_migrations_would_be_detected(empty_url: str) -
 def test_outdated_check_fails_cleanly_when_database_is_down() -> None:
     with pytest.raises(PersistenceError, match="could not be read"):
         current_revision(f"postgresql://root@127.0.0.1:{free_port()}/test")
+
+
+def test_requests_made_before_0005_count_as_announced_so_an_upgrade_tells_no_thread_again(empty_url: str) -> None:
+    def alembic(target: str) -> None:
+        subprocess.run(
+            [str(ALEMBIC), "-c", str(ALEMBIC_INI), "-x", f"url={empty_url}", "upgrade", target],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+    alembic("0004")
+    engine = make_engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            for request_id, state in (("r-done", "verified"), ("r-open", "pending_approval")):
+                conn.execute(
+                    text(
+                        "INSERT INTO change_requests (id, kind, zone, state, request_json, plan_json, plan_digest,"
+                        " requester, created_at, updated_at) VALUES (:id, 'change', 'example.test.', :state, '{}',"
+                        " '{}', 'd', 'alice', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                    ),
+                    {"id": request_id, "state": state},
+                )
+        alembic("head")
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, state, announced_state FROM change_requests ORDER BY id")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("r-done", "verified", "verified"),
+        ("r-open", "pending_approval", "pending_approval"),
+    ]
 
 
 def test_alembic_command_line_takes_the_url_from_x_or_environment(tmp_path: Path) -> None:
