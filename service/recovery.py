@@ -88,14 +88,6 @@ class Recovery:
         self._given_up: set[str] = set()
         self._stop = threading.Event()
 
-    def sweep(self) -> list[str]:
-        """Take over every stale request and finish each, one after the other; returns their ids."""
-        taken = self.take_stale()
-        for claim in taken:
-            self.recover(claim)
-        self.tell_untold()
-        return [claim.request_id for claim in taken]
-
     def tell_untold(self) -> list[str]:
         """Tell the threads of requests whose bot stopped before telling them where they came to rest."""
         now = self._now()
