@@ -8,13 +8,10 @@ that a plan made through a batch equals the plan made one rrset at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
-from core.credentials import Credentials
 from core.errors import ConflictError, SafetyRefused
-from core.models import RecordEdit, RRsetChange
+from core.models import RecordEdit
 from core.records import RecordType, RRset
 from core.verification import ServerAddress
 from providers import rfc2136
@@ -26,7 +23,7 @@ from sandbox.moto import MotoServer
 from sandbox.net import free_port
 from sandbox.powerdns import PowerDnsServer
 from service.planning import BatchReader, check_still_current, make_plan
-from tests.fixtures.bind import ZONE, new_name, out_of_band
+from tests.fixtures.bind import ZONE, CoreOnly, new_name, out_of_band
 from tests.fixtures.moto import MOTO_CREDENTIALS, make_hosted_zone, route53_out_of_band
 from tests.fixtures.powerdns import PDNS_ZONE, powerdns_api_key, powerdns_out_of_band
 
@@ -36,20 +33,6 @@ Key = tuple[str, RecordType]
 
 def a(name: str, *values: str, ttl: int = 60) -> RRset:
     return RRset.build(name, A, ttl, list(values))
-
-
-class OneByOne:
-    """The same change path with its ``read_many`` hidden: reads one rrset at a time."""
-
-    def __init__(self, path: Rfc2136Path) -> None:
-        self._path = path
-        self.name, self.supported_types, self.reads_need_credentials = path.name, path.supported_types, False
-
-    def read(self, name: str, rtype: RecordType, credentials: Credentials | None = None) -> RRset | None:
-        return self._path.read(name, rtype, credentials)
-
-    def apply(self, changes: Sequence[RRsetChange], credentials: Credentials) -> None:
-        self._path.apply(changes, credentials)
 
 
 def many_names(bind_pair: BindPair, count: int = 100) -> list[str]:
@@ -117,10 +100,10 @@ def test_a_plan_made_from_one_transfer_equals_the_plan_made_query_by_query(bind_
         RecordEdit(created, A, a(created, "198.51.100.8"))
     ]
 
-    assert isinstance(path, BatchReader) and not isinstance(OneByOne(path), BatchReader)
+    assert isinstance(path, BatchReader) and not isinstance(CoreOnly(path), BatchReader)
     assert len(path.read_many([(n, A) for n in names])) == len(names)  # the primary does hand the zone over
     batched = make_plan("BG-1", ZONE, path, edits)
-    one_by_one = make_plan("BG-1", ZONE, OneByOne(path), edits)
+    one_by_one = make_plan("BG-1", ZONE, CoreOnly(path), edits)
 
     assert batched == one_by_one
     assert len(batched.changes) == 101
@@ -137,7 +120,7 @@ def test_a_cname_clash_is_refused_the_same_way_through_a_batch(bind_pair: BindPa
     with pytest.raises(SafetyRefused) as batched:
         make_plan("BG-2", ZONE, path, edits)
     with pytest.raises(SafetyRefused) as one_by_one:
-        make_plan("BG-2", ZONE, OneByOne(path), edits)
+        make_plan("BG-2", ZONE, CoreOnly(path), edits)
 
     assert batched.value.message == one_by_one.value.message
     assert "is a CNAME" in batched.value.message

@@ -10,7 +10,7 @@ refusal the requester reads, its audit event, a bulk-failover rule, rollbacks, a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from fractions import Fraction
 
 import pytest
@@ -19,11 +19,10 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from cli.localstack import DEFAULT_RULES, SEED, LocalStack
-from core.credentials import Credentials
 from core.errors import SafetyRefused
 from core.events import EventKind
 from core.limits import ChangeLimit
-from core.models import Principal, PrincipalSource, RecordEdit, RRsetChange
+from core.models import Principal, PrincipalSource, RecordEdit
 from core.records import RecordType, RRset
 from core.states import RequestState
 from core.verification import ServerAddress
@@ -38,7 +37,7 @@ from sandbox.powerdns import PowerDnsServer
 from sandbox.quiet import QuietNotifier
 from service.planning import ZoneCounter, make_plan
 from store.sql import SqlRequestStore
-from tests.fixtures.bind import ZONE, new_name, out_of_band
+from tests.fixtures.bind import ZONE, CoreOnly, new_name, out_of_band
 from tests.fixtures.bot import SlackDriver
 from tests.fixtures.moto import MOTO_CREDENTIALS, make_hosted_zone, moto_client, route53_out_of_band
 from tests.fixtures.powerdns import PDNS_ZONE, powerdns_api_key, powerdns_out_of_band
@@ -145,22 +144,8 @@ def test_route53_counts_every_page_without_the_soa_and_stops_at_up_to(moto: Moto
 # --- planning ----------------------------------------------------------------------------------
 
 
-class CannotCount:
-    """The BIND primary's change path without its zone count: as if the primary refused every transfer."""
-
-    def __init__(self, path: Rfc2136Path) -> None:
-        self._path = path
-        self.name, self.supported_types, self.reads_need_credentials = path.name, path.supported_types, False
-
-    def read(self, name: str, rtype: RecordType, credentials: Credentials | None = None) -> RRset | None:
-        return self._path.read(name, rtype, credentials)
-
-    def apply(self, changes: Sequence[RRsetChange], credentials: Credentials) -> None:
-        self._path.apply(changes, credentials)
-
-
 def test_a_path_that_cannot_count_the_zone_refuses_large_plans_and_passes_small_ones(bind_pair: BindPair) -> None:
-    path = CannotCount(Rfc2136Path("bind", bind_pair.primary, ZONE))
+    path = CoreOnly(Rfc2136Path("bind", bind_pair.primary, ZONE))
     names = [new_name() for _ in range(4)]
     out_of_band(bind_pair, *((n, "A", 60, ["192.0.2.1"]) for n in names))
     edits = [RecordEdit(n, A, a(n, "198.51.100.1")) for n in names]
